@@ -1,0 +1,47 @@
+"""latecore: late-interaction (ColBERT) retrieval and reranking for RAG pipelines.
+
+One core does encoding (through pylate), persistent caching of document
+multivectors (through diskcache) and exact MaxSim scoring; the LangChain and
+LlamaIndex integrations are thin adapters over it.
+"""
+
+from __future__ import annotations
+
+from .cache import CacheStats, MultivectorCache, cache_key
+from .encoder import DEFAULT_MODEL, BaseEncoder, Encoder
+from .errors import (
+    FingerprintMismatchError,
+    IndexFormatError,
+    LatecoreError,
+    LatecoreWarning,
+    ModelLoadError,
+    ZeroShotWarning,
+)
+from .index import LateIndex
+from .maxsim import maxsim, maxsim_batch
+from .reranker import Reranker
+from .results import RerankResult, SearchHit
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "BaseEncoder",
+    "CacheStats",
+    "Encoder",
+    "FingerprintMismatchError",
+    "IndexFormatError",
+    "LateIndex",
+    "LatecoreError",
+    "LatecoreWarning",
+    "ModelLoadError",
+    "MultivectorCache",
+    "RerankResult",
+    "Reranker",
+    "SearchHit",
+    "ZeroShotWarning",
+    "__version__",
+    "cache_key",
+    "maxsim",
+    "maxsim_batch",
+]

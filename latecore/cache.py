@@ -1,0 +1,417 @@
+"""Persistent, content-addressed store of document multivectors.
+
+Security model: the cache directory may be shared with other processes, and its
+content is treated as untrusted. Nothing read from it is ever unpickled or
+executed. Values are framed raw bytes (see :func:`encode_multivector`); keys are
+SHA-256 digests (see :func:`cache_key`). A row that is anything else -- a pickled
+value planted by diskcache's default ``Disk``, a file name pointing outside the
+directory, a truncated or bit-flipped payload -- reads as a miss, is recomputed
+by the caller and replaced on the next write.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sqlite3
+import struct
+import threading
+import zlib
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import diskcache
+import numpy as np
+from diskcache.core import MODE_BINARY, MODE_RAW
+
+__all__ = [
+    "CACHE_SCHEMA_VERSION",
+    "CacheStats",
+    "MultivectorCache",
+    "SafeDisk",
+    "cache_key",
+    "decode_multivector",
+    "default_cache_dir",
+    "encode_multivector",
+]
+
+logger = logging.getLogger(__name__)
+
+CACHE_SCHEMA_VERSION = 1
+"""Bumped whenever the key derivation or the value framing changes."""
+
+StorageDtype = Literal["float16", "float32"]
+
+_MAGIC = b"LCMV"
+_FRAME_VERSION = 1
+# magic, frame version, dtype code, 2 pad bytes, rows, cols, crc32 of the payload
+_HEADER = struct.Struct("<4sBBxxIII")
+_DTYPE_CODES: dict[str, int] = {"float16": 1, "float32": 2}
+_CODE_DTYPES = {code: np.dtype(name) for name, code in _DTYPE_CODES.items()}
+
+
+def _length_prefixed(part: bytes) -> bytes:
+    return len(part).to_bytes(8, "big") + part
+
+
+def cache_key(fingerprint: str, role: str, text: str) -> bytes:
+    """Content address of one text's multivector.
+
+    SHA-256 over a length-prefixed encoding of (schema version, fingerprint,
+    role, text as UTF-8). Length prefixes make the encoding injective, so no two
+    distinct triples can collide by concatenation. Lone surrogates are encoded
+    with ``surrogatepass`` and therefore stay distinct from each other and from
+    any replacement character.
+
+    Parameters
+    ----------
+    fingerprint
+        The encoder's fingerprint (see ``Encoder.fingerprint``).
+    role
+        ``"document"`` or ``"query"``.
+    text
+        The exact text that was encoded.
+
+    Returns
+    -------
+    bytes
+        A 32-byte digest.
+
+    Examples
+    --------
+    >>> len(cache_key("fp", "document", "hello"))
+    32
+    >>> cache_key("fp", "document", "ab" + "c") == cache_key("fp", "document", "a" + "bc")
+    True
+    >>> cache_key("fp", "documentab", "c") == cache_key("fp", "document", "abc")
+    False
+    """
+    import hashlib
+
+    digest = hashlib.sha256()
+    for part in (
+        str(CACHE_SCHEMA_VERSION).encode("ascii"),
+        fingerprint.encode("utf-8", "surrogatepass"),
+        role.encode("utf-8", "surrogatepass"),
+        text.encode("utf-8", "surrogatepass"),
+    ):
+        digest.update(_length_prefixed(part))
+    return digest.digest()
+
+
+def encode_multivector(array: np.ndarray, dtype: StorageDtype = "float16") -> bytes:
+    """Frame a ``(n_tokens, dim)`` array as bytes: header, then the raw array.
+
+    Examples
+    --------
+    >>> data = encode_multivector(np.ones((3, 4), dtype=np.float32))
+    >>> decode_multivector(data).shape
+    (3, 4)
+    """
+    if array.ndim != 2:
+        raise ValueError(f"a multivector must be 2-D (n_tokens, dim), got shape {array.shape}")
+    payload = np.ascontiguousarray(array, dtype=dtype).tobytes()
+    header = _HEADER.pack(
+        _MAGIC,
+        _FRAME_VERSION,
+        _DTYPE_CODES[dtype],
+        array.shape[0],
+        array.shape[1],
+        zlib.crc32(payload),
+    )
+    return header + payload
+
+
+def decode_multivector(data: object) -> np.ndarray | None:
+    """Parse bytes made by :func:`encode_multivector`; ``None`` if they are not valid.
+
+    The returned array is a read-only view in the stored dtype.
+
+    Examples
+    --------
+    >>> good = encode_multivector(np.zeros((2, 3), dtype=np.float32))
+    >>> decode_multivector(good).dtype
+    dtype('float16')
+    >>> decode_multivector(good[:-1]) is None
+    True
+    >>> decode_multivector(b"\\x80\\x04pickled") is None
+    True
+    """
+    if not isinstance(data, bytes | bytearray | memoryview) or len(data) < _HEADER.size:
+        return None
+    magic, version, code, rows, cols, checksum = _HEADER.unpack_from(data)
+    if magic != _MAGIC or version != _FRAME_VERSION or code not in _CODE_DTYPES:
+        return None
+    dtype = _CODE_DTYPES[code]
+    payload = memoryview(data)[_HEADER.size :]
+    if len(payload) != rows * cols * dtype.itemsize or zlib.crc32(payload) != checksum:
+        return None
+    array = np.frombuffer(payload, dtype=dtype).reshape(rows, cols)
+    array.flags.writeable = False
+    return array
+
+
+class SafeDisk(diskcache.Disk):
+    """A diskcache ``Disk`` that stores bytes only and never unpickles.
+
+    Keys must be ``bytes`` and values ``bytes``; anything else is refused on
+    write. On read, a row in any other mode (pickle, text) is returned as
+    ``None``, and a file name that resolves outside the cache directory is
+    neither read nor removed.
+    """
+
+    def put(self, key: Any) -> tuple[Any, bool]:
+        if type(key) is not bytes:
+            raise TypeError("latecore cache keys must be bytes")
+        return sqlite3.Binary(key), True
+
+    def get(self, key: Any, raw: bool) -> Any:
+        if not raw:
+            return None
+        return bytes(key) if isinstance(key, sqlite3.Binary | memoryview) else key
+
+    def store(self, value: Any, read: bool, key: Any = diskcache.core.UNKNOWN) -> Any:
+        if read or type(value) is not bytes:
+            raise TypeError("latecore cache values must be bytes")
+        return super().store(value, read, key)
+
+    def _inside(self, filename: object) -> Path | None:
+        if not isinstance(filename, str) or not filename or os.path.isabs(filename):
+            return None
+        root = Path(self._directory).resolve()
+        path = (root / filename).resolve()
+        if root not in path.parents or path.is_symlink():
+            return None
+        return path
+
+    def fetch(self, mode: int, filename: Any, value: Any, read: bool) -> Any:
+        if read:
+            return None
+        if mode == MODE_RAW:
+            return bytes(value) if isinstance(value, sqlite3.Binary | memoryview) else value
+        if mode == MODE_BINARY:
+            path = self._inside(filename)
+            if path is None:
+                return None
+            try:
+                with open(path, "rb") as reader:
+                    return reader.read()
+            except OSError:
+                return None
+        return None
+
+    def remove(self, file_path: Any) -> None:
+        path = self._inside(file_path)
+        if path is None:
+            return
+        with contextlib.suppress(OSError):
+            path.unlink()
+        with contextlib.suppress(OSError):
+            os.removedirs(path.parent)
+
+
+def default_cache_dir() -> Path:
+    """Where caches live unless told otherwise: ``$LATECORE_CACHE_DIR``, else the user cache dir.
+
+    Examples
+    --------
+    >>> import os
+    >>> os.environ["LATECORE_CACHE_DIR"] = "/tmp/latecore-doctest"
+    >>> str(default_cache_dir())
+    '/tmp/latecore-doctest'
+    >>> del os.environ["LATECORE_CACHE_DIR"]
+    """
+    override = os.environ.get("LATECORE_CACHE_DIR")
+    if override:
+        return Path(override).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("latecore")) / "multivectors"
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    """Counters of one :class:`MultivectorCache` (hits and misses are this process's)."""
+
+    hits: int
+    misses: int
+    items: int
+    bytes: int
+
+
+class MultivectorCache:
+    """Content-addressed, persistent store of document multivectors on diskcache.
+
+    Parameters
+    ----------
+    directory
+        Cache directory; created with mode 0700. Defaults to
+        :func:`default_cache_dir`.
+    dtype
+        Storage dtype, ``"float16"`` (default: half the disk, MaxSim scores within
+        1e-3) or ``"float32"`` (exact).
+    size_limit
+        Upper bound on the on-disk volume in bytes (default 4 GiB). When a write
+        takes the volume over it, diskcache evicts the *least recently stored*
+        entries first (``eviction_policy``); reads never write to the database.
+        Evicted entries are simply recomputed on their next use.
+    eviction_policy
+        Any diskcache policy: ``"least-recently-stored"`` (default),
+        ``"least-recently-used"``, ``"least-frequently-used"`` or ``"none"``.
+    memory_bytes
+        Budget of the in-process hot tier of decoded arrays (default 256 MiB;
+        0 disables it). The hot tier is what makes a warm rerank cost little
+        more than the query encode.
+    timeout
+        Seconds a write waits for another process's lock before it is skipped
+        (and logged); reads are retried.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> cache = MultivectorCache(tempfile.mkdtemp())
+    >>> key = cache_key("fp", "document", "hello")
+    >>> cache.put_many([key], [np.ones((3, 4), dtype=np.float32)])
+    >>> [a.shape for a in cache.get_many([key])]
+    [(3, 4)]
+    >>> cache.stats().items
+    1
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str] | None = None,
+        *,
+        dtype: StorageDtype = "float16",
+        size_limit: int = 4 * 2**30,
+        eviction_policy: str = "least-recently-stored",
+        memory_bytes: int = 256 * 2**20,
+        timeout: float = 10.0,
+    ) -> None:
+        if dtype not in _DTYPE_CODES:
+            raise ValueError(f"dtype must be 'float16' or 'float32', got {dtype!r}")
+        if size_limit <= 0:
+            raise ValueError(f"size_limit must be a positive number of bytes, got {size_limit}")
+        self.directory = Path(directory) if directory is not None else default_cache_dir()
+        self.directory = self.directory.expanduser()
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.dtype: StorageDtype = dtype
+        self.size_limit = size_limit
+        self._store = diskcache.Cache(
+            str(self.directory),
+            timeout=timeout,
+            disk=SafeDisk,
+            size_limit=size_limit,
+            eviction_policy=eviction_policy,
+            # Keep every value inside SQLite: no value files to read or remove.
+            disk_min_file_size=2**31 - 1,
+            statistics=False,
+        )
+        self._memory_limit = memory_bytes
+        self._memory: OrderedDict[bytes, np.ndarray] = OrderedDict()
+        self._memory_used = 0
+        self._lock = threading.Lock()
+        self._hits = 0
+        self._misses = 0
+
+    def __repr__(self) -> str:
+        return f"MultivectorCache({str(self.directory)!r}, dtype={self.dtype!r})"
+
+    def _remember(self, key: bytes, array: np.ndarray) -> None:
+        if self._memory_limit <= 0 or array.nbytes > self._memory_limit:
+            return
+        with self._lock:
+            old = self._memory.pop(key, None)
+            if old is not None:
+                self._memory_used -= old.nbytes
+            self._memory[key] = array
+            self._memory_used += array.nbytes
+            while self._memory_used > self._memory_limit:
+                _, dropped = self._memory.popitem(last=False)
+                self._memory_used -= dropped.nbytes
+
+    def _recall(self, key: bytes) -> np.ndarray | None:
+        with self._lock:
+            array = self._memory.get(key)
+            if array is not None:
+                self._memory.move_to_end(key)
+            return array
+
+    def get_many(self, keys: Sequence[bytes]) -> list[np.ndarray | None]:
+        """Arrays (in the storage dtype, read-only) for ``keys``; ``None`` for each miss.
+
+        A row that cannot be read or fails validation is a miss, never an error.
+        """
+        found: list[np.ndarray | None] = []
+        for key in keys:
+            array = self._recall(key)
+            if array is None:
+                try:
+                    array = decode_multivector(self._store.get(key, retry=True))
+                except (sqlite3.Error, diskcache.Timeout, OSError) as error:
+                    logger.warning("cache read failed, treating as a miss: %s", error)
+                    array = None
+                if array is not None:
+                    self._remember(key, array)
+            found.append(array)
+        hits = sum(array is not None for array in found)
+        with self._lock:
+            self._hits += hits
+            self._misses += len(found) - hits
+        return found
+
+    def put_many(self, keys: Sequence[bytes], arrays: Sequence[np.ndarray]) -> None:
+        """Store ``arrays`` (converted to the storage dtype) under ``keys`` in one transaction.
+
+        If another process holds the database lock past ``timeout``, the write is
+        skipped and logged: the values are recomputed next time, nothing is lost.
+        """
+        if len(keys) != len(arrays):
+            raise ValueError(f"got {len(keys)} keys for {len(arrays)} arrays")
+        if not keys:
+            return
+        framed = [encode_multivector(np.asarray(a), self.dtype) for a in arrays]
+        try:
+            with self._store.transact():
+                for key, data in zip(keys, framed, strict=True):
+                    self._store.set(key, data)
+        except (sqlite3.Error, diskcache.Timeout, OSError) as error:
+            logger.warning("cache write of %d entries skipped: %s", len(keys), error)
+        for key, data in zip(keys, framed, strict=True):
+            decoded = decode_multivector(data)
+            if decoded is not None:
+                self._remember(key, decoded)
+
+    def stats(self) -> CacheStats:
+        """Hits and misses of this process, items and bytes on disk."""
+        return CacheStats(
+            hits=self._hits,
+            misses=self._misses,
+            items=len(self._store),
+            bytes=int(self._store.volume()),
+        )
+
+    def clear_memory(self) -> None:
+        """Drop the in-process hot tier (the on-disk entries stay)."""
+        with self._lock:
+            self._memory.clear()
+            self._memory_used = 0
+
+    def clear(self) -> None:
+        """Remove every entry, on disk and in memory."""
+        self.clear_memory()
+        self._store.clear(retry=True)
+
+    def close(self) -> None:
+        """Close the database connections of this process."""
+        self._store.close()
+
+    def __enter__(self) -> MultivectorCache:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

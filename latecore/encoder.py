@@ -1,0 +1,406 @@
+"""Encoders: texts in, one float32 ``(n_tokens, dim)`` multivector per text out.
+
+:class:`BaseEncoder` holds everything that does not depend on the model: input
+checks, the document cache (hits are never re-encoded, misses are encoded in one
+batched call and written back), the fingerprint and thread safety.
+:class:`Encoder` runs a ``pylate`` ColBERT model; ``latecore.testing.FakeEncoder``
+runs a deterministic hash model for fast tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import hashlib
+import json
+import logging
+import os
+import threading
+import warnings
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from .cache import MultivectorCache, cache_key
+from .checkpoint import CheckpointInfo, inspect_checkpoint
+from .errors import ModelLoadError, ZeroShotWarning
+
+if TYPE_CHECKING:
+    from pylate.models import ColBERT
+    from typing_extensions import Self
+
+__all__ = ["DEFAULT_MODEL", "BaseEncoder", "Encoder", "Role"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "answerdotai/answerai-colbert-small-v1"
+"""Used when neither a model argument nor ``$LATECORE_MODEL`` is given."""
+
+FINGERPRINT_VERSION = 1
+
+Role = Literal["query", "document"]
+
+
+def _check_texts(texts: Sequence[str], what: str) -> list[str]:
+    if isinstance(texts, str):
+        raise TypeError(f"{what} takes a sequence of strings; wrap a single text in a list")
+    checked = list(texts)
+    for i, text in enumerate(checked):
+        if not isinstance(text, str):
+            raise TypeError(f"{what}: item {i} is {type(text).__name__}, not str")
+    return checked
+
+
+def clean_text(text: str) -> str:
+    """Replace lone surrogates (which tokenizers cannot encode) with U+FFFD.
+
+    The cleaned text is what is both encoded and used in the cache key.
+
+    Examples
+    --------
+    >>> clean_text("ok") == "ok"
+    True
+    >>> clean_text("bad \\ud800 half")
+    'bad \\ufffd half'
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace").replace(
+            "\ufffd\ufffd\ufffd", "\ufffd"
+        )
+    return text
+
+
+class BaseEncoder(ABC):
+    """Shared machinery of every encoder; subclasses implement :meth:`_encode`.
+
+    Parameters
+    ----------
+    cache
+        Optional :class:`~latecore.cache.MultivectorCache` for document
+        multivectors. With a cache, returned document arrays are rounded to the
+        cache's storage dtype, so a hit and a miss return identical values.
+    batch_size
+        Texts per forward pass.
+    show_progress
+        Show a tqdm bar when encoding more than one batch; ``None`` follows the
+        ``LATECORE_PROGRESS`` environment variable (on unless it is ``0``).
+    """
+
+    def __init__(
+        self,
+        *,
+        cache: MultivectorCache | None = None,
+        batch_size: int = 32,
+        show_progress: bool | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self._cache = cache
+        self.batch_size = batch_size
+        if show_progress is None:
+            show_progress = os.environ.get("LATECORE_PROGRESS", "1") != "0"
+        self.show_progress = show_progress
+        self._model_lock = threading.RLock()
+
+    @property
+    def cache(self) -> MultivectorCache | None:
+        """The document cache, if any (fixed at construction: it is part of the fingerprint)."""
+        return self._cache
+
+    def with_cache(self, cache: MultivectorCache | None) -> Self:
+        """A copy of this encoder that shares its model but uses ``cache``.
+
+        The copy has its own fingerprint (the storage dtype is part of it) and
+        shares the model lock, so calls stay serialised across copies.
+        """
+        clone = copy.copy(self)
+        clone._cache = cache
+        clone.__dict__.pop("fingerprint", None)
+        return clone
+
+    @property
+    def storage_dtype(self) -> str:
+        """Precision of returned document vectors: the cache's dtype, else float32."""
+        return self._cache.dtype if self._cache is not None else "float32"
+
+    @abstractmethod
+    def _model_fingerprint_fields(self) -> dict[str, Any]:
+        """Every model-side setting that can change the vectors."""
+
+    @abstractmethod
+    def _encode(self, texts: list[str], *, is_query: bool) -> list[np.ndarray]:
+        """Run the model on non-empty ``texts``; called with the model lock held."""
+
+    @property
+    def fingerprint_fields(self) -> dict[str, Any]:
+        """What :attr:`fingerprint` is computed from."""
+        fields = dict(self._model_fingerprint_fields())
+        fields["storage_dtype"] = self.storage_dtype
+        fields["fingerprint_version"] = FINGERPRINT_VERSION
+        return fields
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """SHA-256 of every setting that can change the vectors (see DESIGN §4).
+
+        Two encoders that could produce different vectors never share a fingerprint.
+        """
+        canonical = json.dumps(self.fingerprint_fields, sort_keys=True, ensure_ascii=True)
+        return hashlib.sha256(canonical.encode("ascii")).hexdigest()
+
+    def _run_model(self, texts: list[str], *, is_query: bool) -> list[np.ndarray]:
+        if not texts:
+            return []
+        with self._model_lock:
+            arrays = self._encode(texts, is_query=is_query)
+        return [np.ascontiguousarray(a, dtype=np.float32) for a in arrays]
+
+    def encode_queries(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """Multivectors of queries, float32 ``(n_tokens, dim)`` each. Queries are not cached."""
+        cleaned = [clean_text(t) for t in _check_texts(texts, "encode_queries")]
+        return self._run_model(cleaned, is_query=True)
+
+    def encode_documents(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """Multivectors of documents, float32 ``(n_tokens, dim)`` each, through the cache.
+
+        Cache hits are not re-encoded; all misses (each distinct text once) are
+        encoded in one batched model call and written back.
+        """
+        cleaned = [clean_text(t) for t in _check_texts(texts, "encode_documents")]
+        if self._cache is None:
+            unique = list(dict.fromkeys(cleaned))
+            encoded = dict(zip(unique, self._run_model(unique, is_query=False), strict=True))
+            return [encoded[t] for t in cleaned]
+        fingerprint = self.fingerprint
+        keys = [cache_key(fingerprint, "document", t) for t in cleaned]
+        stored = self._cache.get_many(keys)
+        result: list[np.ndarray | None] = [
+            None if a is None else a.astype(np.float32) for a in stored
+        ]
+        missing: dict[str, bytes] = {}
+        for text, key, array in zip(cleaned, keys, result, strict=True):
+            if array is None:
+                missing.setdefault(text, key)
+        if missing:
+            fresh = self._run_model(list(missing), is_query=False)
+            self._cache.put_many(list(missing.values()), fresh)
+            rounded = {
+                text: a.astype(self._cache.dtype).astype(np.float32)
+                for text, a in zip(missing, fresh, strict=True)
+            }
+            result = [rounded[t] if a is None else a for t, a in zip(cleaned, result, strict=True)]
+        return [a for a in result if a is not None]
+
+    async def aencode_queries(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """:meth:`encode_queries` in a worker thread, so the event loop is not blocked."""
+        return await asyncio.to_thread(self.encode_queries, texts)
+
+    async def aencode_documents(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """:meth:`encode_documents` in a worker thread, so the event loop is not blocked."""
+        return await asyncio.to_thread(self.encode_documents, texts)
+
+
+def _package_versions() -> dict[str, str]:
+    from importlib.metadata import version
+
+    return {name: version(name) for name in ("pylate", "transformers", "sentence-transformers")}
+
+
+class Encoder(BaseEncoder):
+    """A ColBERT model (through ``pylate``) that turns texts into multivectors.
+
+    Parameters
+    ----------
+    model
+        Hugging Face Hub id or local checkpoint directory. Defaults to
+        ``$LATECORE_MODEL``, else :data:`DEFAULT_MODEL`. A checkpoint without a
+        ColBERT head (a plain BERT or sentence-transformers encoder) is loaded as
+        a *zero-shot* ColBERT: identity projection, prefix tokens taken from
+        unused vocabulary entries (or, without any, embedded as the mean token
+        embedding), query expansion off. Nothing is randomly initialised, so the
+        same checkpoint gives bit-identical vectors in every process.
+    device
+        ``"cpu"``, ``"cuda"``, ...; ``None`` picks CUDA when available.
+    batch_size
+        Texts per forward pass.
+    query_length, document_length
+        Token limits overriding the checkpoint's own.
+    do_query_expansion
+        Pad queries with [MASK] up to ``query_length``; ``None`` keeps the
+        checkpoint's setting (off for zero-shot checkpoints, where it hurts).
+    cache
+        Optional :class:`~latecore.cache.MultivectorCache` for documents.
+    show_progress
+        Progress bar for large batches (see :class:`BaseEncoder`).
+    revision
+        Hub revision (branch, tag or commit) when ``model`` is a Hub id.
+    trust_remote_code
+        Allow a checkpoint's own Python code to run (off by default).
+    allow_unsafe_checkpoint
+        Allow pickle-only weights and non-torch activations in Dense configs.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] | None = None,
+        *,
+        device: str | None = None,
+        batch_size: int = 32,
+        query_length: int | None = None,
+        document_length: int | None = None,
+        do_query_expansion: bool | None = None,
+        cache: MultivectorCache | None = None,
+        show_progress: bool | None = None,
+        revision: str | None = None,
+        trust_remote_code: bool = False,
+        allow_unsafe_checkpoint: bool = False,
+    ) -> None:
+        super().__init__(cache=cache, batch_size=batch_size, show_progress=show_progress)
+        model = model if model is not None else os.environ.get("LATECORE_MODEL", DEFAULT_MODEL)
+        self.info: CheckpointInfo = inspect_checkpoint(
+            model, revision, allow_unsafe=allow_unsafe_checkpoint
+        )
+        if self.info.needs_remote_code and not trust_remote_code:
+            raise ModelLoadError(
+                f"{self.info.model_id} needs its own Python code to load (config.json has "
+                "'auto_map'). Read that code, then pass trust_remote_code=True to run it."
+            )
+        self.zero_shot = not self.info.has_colbert_head
+        self.prefix_source = "checkpoint"
+        overrides: dict[str, Any] = {}
+        if self.zero_shot:
+            overrides, self.prefix_source = self._zero_shot_settings(do_query_expansion)
+        elif do_query_expansion is not None:
+            overrides["do_query_expansion"] = do_query_expansion
+        self.model = self._load(device, query_length, document_length, trust_remote_code, overrides)
+        if self.zero_shot:
+            warnings.warn(
+                f"{self.info.model_id} has no ColBERT head; loaded as a zero-shot ColBERT "
+                f"(identity projection, prefixes {self.model.query_prefix!r}/"
+                f"{self.model.document_prefix!r} from {self.prefix_source}, query expansion "
+                f"{'on' if self.model.do_query_expansion else 'off'}). Rankings are usable but a "
+                f"trained ColBERT such as {DEFAULT_MODEL} is better.",
+                ZeroShotWarning,
+                stacklevel=2,
+            )
+
+    def _zero_shot_settings(self, do_query_expansion: bool | None) -> tuple[dict[str, Any], str]:
+        settings: dict[str, Any] = {
+            "do_query_expansion": bool(do_query_expansion),
+            "embedding_size": self.info.hidden_size,
+        }
+        if {"[unused0]", "[unused1]"} <= self.info.vocab:
+            settings.update(query_prefix="[unused0]", document_prefix="[unused1]")
+            return settings, "unused vocabulary entries"
+        return settings, "mean token embedding"
+
+    def _load(
+        self,
+        device: str | None,
+        query_length: int | None,
+        document_length: int | None,
+        trust_remote_code: bool,
+        overrides: dict[str, Any],
+    ) -> ColBERT:
+        import torch
+        from pylate.models import ColBERT
+        from pylate.models.Dense import Dense
+
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                model = ColBERT(
+                    str(self.info.path),
+                    device=device,
+                    query_length=query_length,
+                    document_length=document_length,
+                    trust_remote_code=trust_remote_code,
+                    local_files_only=True,
+                    **overrides,
+                )
+        except (OSError, ValueError, KeyError) as error:
+            raise ModelLoadError(f"could not load {self.info.model_id}: {error}") from error
+        if self.zero_shot:
+            hidden = model[-1].in_features
+            model[len(model) - 1] = Dense(
+                hidden, hidden, bias=False, init_weight=torch.eye(hidden)
+            ).to(device)
+            embeddings = model[0].auto_model.get_input_embeddings().weight
+            original_rows = self.info.vocab_size or embeddings.shape[0]
+            if embeddings.shape[0] > original_rows:
+                with torch.no_grad():
+                    embeddings[original_rows:] = embeddings[:original_rows].mean(dim=0)
+        model.eval()
+        return model
+
+    @property
+    def dim(self) -> int:
+        """Dimension of the output vectors."""
+        return int(self.model[-1].out_features)
+
+    def _model_fingerprint_fields(self) -> dict[str, Any]:
+        m = self.model
+        return {
+            "model_id": None if self.info.revision is None else self.info.model_id,
+            "revision": self.info.revision,
+            "content_hash": self.info.content_hash,
+            "format": self.info.format,
+            "zero_shot": self.zero_shot,
+            "prefix_source": self.prefix_source,
+            "query_prefix": m.query_prefix,
+            "document_prefix": m.document_prefix,
+            "query_length": m.query_length,
+            "document_length": m.document_length,
+            "do_query_expansion": m.do_query_expansion,
+            "attend_to_expansion_tokens": m.attend_to_expansion_tokens,
+            "skiplist": sorted(int(i) for i in m.skiplist if i is not None),
+            "output_dim": self.dim,
+            "normalize": True,
+            "pooling": 1,
+            "prompts": m.prompts,
+            "default_prompt_name": m.default_prompt_name,
+            "parameter_dtype": str(next(m.parameters()).dtype),
+            "versions": _package_versions(),
+        }
+
+    def describe(self) -> dict[str, Any]:
+        """What was detected in the checkpoint and how it is used, as plain values."""
+        m = self.model
+        return {
+            "model": self.info.model_id,
+            "path": str(self.info.path),
+            "format": self.info.format,
+            "zero_shot": self.zero_shot,
+            "query_prefix": m.query_prefix,
+            "document_prefix": m.document_prefix,
+            "prefix_source": self.prefix_source,
+            "query_length": m.query_length,
+            "document_length": m.document_length,
+            "do_query_expansion": m.do_query_expansion,
+            "dim": self.dim,
+            "device": str(m.device),
+            "storage_dtype": self.storage_dtype,
+            "fingerprint": self.fingerprint,
+        }
+
+    def __repr__(self) -> str:
+        return f"Encoder({self.info.model_id!r}, dim={self.dim}, zero_shot={self.zero_shot})"
+
+    def _encode(self, texts: list[str], *, is_query: bool) -> list[np.ndarray]:
+        show = self.show_progress and len(texts) > self.batch_size
+        return list(
+            self.model.encode(
+                texts,
+                is_query=is_query,
+                batch_size=self.batch_size,
+                show_progress_bar=show,
+                convert_to_numpy=True,
+            )
+        )

@@ -1,0 +1,56 @@
+"""Exceptions and warnings raised by latecore.
+
+Every exception latecore raises on purpose derives from :class:`LatecoreError`,
+and also from the built-in type a caller would naturally catch, so that
+``except ValueError`` keeps working for bad arguments::
+
+    LatecoreError(Exception)
+    ├── ModelLoadError(LatecoreError, OSError)
+    │       a checkpoint cannot be found, fetched, or is refused as unsafe
+    ├── FingerprintMismatchError(LatecoreError, ValueError)
+    │       a saved index was built by an encoder that produces different vectors
+    └── IndexFormatError(LatecoreError, ValueError)
+            a saved index directory is missing files or has an unknown format
+
+    LatecoreWarning(UserWarning)
+    └── ZeroShotWarning
+            a plain encoder was loaded as an untrained (zero-shot) ColBERT
+
+A damaged or tampered cache entry is never an exception: it is a cache miss,
+recomputed and replaced.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "FingerprintMismatchError",
+    "IndexFormatError",
+    "LatecoreError",
+    "LatecoreWarning",
+    "ModelLoadError",
+    "ZeroShotWarning",
+]
+
+
+class LatecoreError(Exception):
+    """Base class of every exception latecore raises on purpose."""
+
+
+class ModelLoadError(LatecoreError, OSError):
+    """A model checkpoint could not be loaded, or was refused as unsafe."""
+
+
+class FingerprintMismatchError(LatecoreError, ValueError):
+    """An index was saved under an encoder fingerprint other than the current one."""
+
+
+class IndexFormatError(LatecoreError, ValueError):
+    """A saved index directory is incomplete or in an unknown format."""
+
+
+class LatecoreWarning(UserWarning):
+    """Base class of latecore's warnings."""
+
+
+class ZeroShotWarning(LatecoreWarning):
+    """A checkpoint without a ColBERT head was loaded as a zero-shot ColBERT."""

