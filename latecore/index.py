@@ -152,7 +152,8 @@ class LateIndex:
         needed = self._n_tokens + added
         if needed > self._matrix.shape[0] or self._matrix.shape[1] != dim:
             grown = np.empty((max(needed, 2 * self._matrix.shape[0], 1024), dim), self.dtype)
-            grown[: self._n_tokens] = self._matrix[: self._n_tokens]
+            if self._n_tokens:
+                grown[: self._n_tokens] = self._matrix[: self._n_tokens]
             self._matrix = grown
         row = self._n_tokens
         for v in vectors:
@@ -222,6 +223,35 @@ class LateIndex:
                 ]
                 for row in scores
             ]
+
+    def score(self, query: str, ids: Sequence[str]) -> np.ndarray:
+        """Exact MaxSim of ``query`` against the stored documents ``ids`` only.
+
+        Used by a first-stage retriever's candidates (see ``HybridSearcher``);
+        the stored vectors are reused, nothing is re-encoded.
+
+        Returns
+        -------
+        numpy.ndarray
+            float32, one score per id, in the order given.
+
+        Raises
+        ------
+        KeyError
+            If an id is not in the index.
+        """
+        ids = list(ids)
+        if not ids:
+            return np.zeros(0, dtype=np.float32)
+        query_vectors = self.encoder.encode_queries([query])
+        with self._lock:
+            missing = [i for i in ids if i not in self._positions]
+            if missing:
+                raise KeyError(f"ids not in the index: {missing[:5]}")
+            positions = [self._positions[i] for i in ids]
+            offsets = self._packed_documents().offsets
+            segments = [self._matrix[offsets[p] : offsets[p + 1]] for p in positions]
+            return PackedDocuments(segments, dtype=self.dtype).score(query_vectors)[0]
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the index to directory ``path`` (created if needed; files replaced).
