@@ -199,7 +199,7 @@ def maxsim_batch(queries: Sequence[Any], documents: Sequence[Any]) -> Any:
     >>> q = np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32)
     >>> d1 = np.array([[1.0, 0.0]], dtype=np.float32)
     >>> d2 = np.array([[0.6, 0.8], [-1.0, 0.0], [0.0, -1.0]], dtype=np.float32)
-    >>> maxsim_batch([q], [d1, d2]).round(3).tolist()
+    >>> [[round(float(s), 3) for s in row] for row in maxsim_batch([q], [d1, d2])]
     [[1.0, 1.4]]
     """
     if queries and _is_torch(queries[0]):
@@ -217,8 +217,8 @@ def maxsim(query: Any, documents: Sequence[Any]) -> Any:
     Examples
     --------
     >>> q = np.array([[1.0, 0.0]], dtype=np.float32)
-    >>> maxsim(q, [np.array([[0.5, 0.5], [0.9, 0.1]], dtype=np.float32)]).tolist()
-    [0.8999999761581421]
+    >>> [round(float(s), 3) for s in maxsim(q, [np.array([[0.5, 0.5], [0.9, 0.1]], dtype=np.float32)])]
+    [0.9]
     """
     return maxsim_batch([query], documents)[0]
 

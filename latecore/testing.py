@@ -39,7 +39,8 @@ class FakeEncoder(BaseEncoder):
 
     A query or document gets a marker vector followed by one vector per word or
     punctuation mark (the marker keeps empty texts non-empty). It counts its
-    model calls in :attr:`calls` and the texts it encoded in :attr:`encoded`.
+    model calls in :attr:`calls`, and records the document texts it encoded in
+    :attr:`encoded` and the query texts in :attr:`encoded_queries`.
 
     Examples
     --------
@@ -63,6 +64,7 @@ class FakeEncoder(BaseEncoder):
         self.name = name
         self.calls = 0
         self.encoded: list[str] = []
+        self.encoded_queries: list[str] = []
 
     def _model_fingerprint_fields(self) -> dict[str, Any]:
         return {"model_id": f"latecore.testing.FakeEncoder:{self.name}", "output_dim": self.dim}
@@ -73,7 +75,7 @@ class FakeEncoder(BaseEncoder):
 
     def _encode(self, texts: list[str], *, is_query: bool) -> list[np.ndarray]:
         self.calls += 1
-        self.encoded.extend(texts)
+        (self.encoded_queries if is_query else self.encoded).extend(texts)
         marker = _word_vector("[Q]" if is_query else "[D]", self.dim)
         return [
             np.stack([marker] + [_word_vector(w, self.dim) for w in self.tokens(t)])

@@ -1,0 +1,225 @@
+"""Encoder: loading, zero-shot determinism, caching, thread safety, input handling."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import load_quietly
+
+from latecore import Encoder, ModelLoadError, MultivectorCache, ZeroShotWarning
+from latecore.maxsim import maxsim
+from latecore.testing import FakeEncoder, write_tiny_bert_checkpoint
+
+_ENCODE_IN_SUBPROCESS = """
+import sys, warnings, numpy as np
+warnings.simplefilter("ignore")
+from latecore import Encoder
+encoder = Encoder(sys.argv[1], device="cpu")
+vectors = encoder.encode_documents(["Paris is the capital of France.", "the river and the sea"])
+vectors += encoder.encode_queries(["what is the capital of france"])
+np.savez(sys.argv[2], *vectors)
+print(encoder.fingerprint)
+"""
+
+
+def _encode_in_two_processes(model: Path, tmp_path: Path) -> tuple[list[np.ndarray], list[str]]:
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _ENCODE_IN_SUBPROCESS, str(model), str(tmp_path / f"{i}.npz")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    fingerprints = []
+    for run in runs:
+        out, err = run.communicate(timeout=300)
+        assert run.returncode == 0, err[-2000:]
+        fingerprints.append(out.strip().splitlines()[-1])
+    loaded = [np.load(tmp_path / f"{i}.npz") for i in range(2)]
+    arrays = [loaded[i][f"arr_{j}"] for i in range(2) for j in range(3)]
+    return arrays, fingerprints
+
+
+def test_two_processes_give_bit_identical_vectors_tiny(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    arrays, fingerprints = _encode_in_two_processes(tiny_checkpoint, tmp_path)
+    for first, second in zip(arrays[:3], arrays[3:], strict=True):
+        assert first.tobytes() == second.tobytes()
+    assert fingerprints[0] == fingerprints[1]
+
+
+def test_two_processes_give_bit_identical_vectors_minilm(
+    minilm_path: Path, minilm_encoder: Encoder, tmp_path: Path
+) -> None:
+    arrays, fingerprints = _encode_in_two_processes(minilm_path, tmp_path)
+    for first, second in zip(arrays[:3], arrays[3:], strict=True):
+        assert first.tobytes() == second.tobytes()
+    # ... and equal to this process's vectors for the same batch of texts (the batch
+    # matters at the last bit: texts are padded to the longest one in their batch)
+    here = minilm_encoder.encode_documents(["Paris is the capital of France.", "the river and the sea"])
+    assert here[0].tobytes() == arrays[0].tobytes()
+    assert fingerprints == [minilm_encoder.fingerprint] * 2
+
+
+def test_zero_shot_load_warns_and_initialises_nothing_randomly(tiny_checkpoint: Path) -> None:
+    with pytest.warns(ZeroShotWarning, match="zero-shot"):
+        encoder = Encoder(tiny_checkpoint, device="cpu")
+    model = encoder.model
+    projection = model[-1].linear.weight.detach()
+    assert torch.equal(projection, torch.eye(projection.shape[0]))
+    vocab_size = json.loads((tiny_checkpoint / "config.json").read_text())["vocab_size"]
+    assert model[0].auto_model.get_input_embeddings().weight.shape[0] == vocab_size
+    assert (model.query_prefix, model.document_prefix) == ("[unused0]", "[unused1]")
+    assert model.do_query_expansion is False
+    assert encoder.describe()["zero_shot"] is True
+
+
+def test_checkpoint_without_unused_tokens_gets_deterministic_prefix_rows(tmp_path: Path) -> None:
+    path = write_tiny_bert_checkpoint(tmp_path / "plain", with_unused_tokens=False)
+    first, second = load_quietly(path), load_quietly(path)
+    assert first.prefix_source == "mean token embedding"
+    a = first.encode_documents(["the city of paris"])[0]
+    b = second.encode_documents(["the city of paris"])[0]
+    assert a.tobytes() == b.tobytes()
+
+
+def test_outputs_are_float32_normalised_multivectors(tiny_encoder: Encoder) -> None:
+    docs = tiny_encoder.encode_documents(["the cat", "", "   ", "paris is in france"])
+    assert len(docs) == 4
+    for array in docs:
+        assert array.dtype == np.float32 and array.ndim == 2 and array.shape[0] >= 1
+        assert array.shape[1] == tiny_encoder.dim
+        np.testing.assert_allclose(np.linalg.norm(array, axis=1), 1.0, rtol=1e-5)
+    assert tiny_encoder.encode_documents([]) == []
+    assert tiny_encoder.encode_queries([]) == []
+    (query,) = tiny_encoder.encode_queries([""])
+    assert query.shape[0] >= 1
+
+
+def test_lone_surrogates_are_replaced_identically(tiny_encoder: Encoder) -> None:
+    broken, replaced = tiny_encoder.encode_documents(["cat \ud800 dog", "cat \ufffd dog"])
+    assert broken.tobytes() == replaced.tobytes()
+
+
+def test_bad_input_types_are_rejected(fake_encoder: FakeEncoder) -> None:
+    with pytest.raises(TypeError, match="wrap a single text"):
+        fake_encoder.encode_documents("not a list")
+    with pytest.raises(TypeError, match="item 1"):
+        fake_encoder.encode_queries(["ok", 3])  # type: ignore[list-item]
+
+
+def _count_forward(encoder: Encoder, monkeypatch: pytest.MonkeyPatch) -> Callable[[], int]:
+    calls = 0
+    original = encoder.model.forward
+
+    def counting_forward(*args: object, **kwargs: object) -> object:
+        nonlocal calls
+        calls += 1
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(encoder.model, "forward", counting_forward)
+    return lambda: calls
+
+
+def test_second_pass_over_200_documents_runs_no_forward_pass(
+    minilm_encoder: Encoder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    texts = [f"Passage {i}: the {i % 7}th river flows past city number {i}." for i in range(200)]
+    encoder = minilm_encoder.with_cache(MultivectorCache(tmp_path / "cache"))
+    forward_calls = _count_forward(encoder, monkeypatch)
+    first = encoder.encode_documents(texts)
+    assert forward_calls() > 0
+    before = forward_calls()
+    # a fresh cache object on the same directory: hits come from disk, not the hot tier
+    reopened = minilm_encoder.with_cache(MultivectorCache(tmp_path / "cache"))
+    second = reopened.encode_documents(texts)
+    assert forward_calls() == before
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(first, second, strict=True))
+
+
+def test_misses_are_encoded_once_in_one_batched_call(cache: MultivectorCache) -> None:
+    encoder = FakeEncoder(cache=cache)
+    encoder.encode_documents(["a", "b"])
+    encoder.encode_documents(["a", "c", "d", "c", "b"])
+    assert encoder.calls == 2
+    assert encoder.encoded == ["a", "b", "c", "d"]
+
+
+def test_cached_and_uncached_scores_agree_within_1e3(
+    minilm_encoder: Encoder, cache: MultivectorCache
+) -> None:
+    texts = ["Paris is the capital of France.", "Berlin is the capital of Germany."]
+    query = minilm_encoder.encode_queries(["capital of France"])[0]
+    exact = maxsim(query, minilm_encoder.encode_documents(texts))
+    stored = maxsim(query, minilm_encoder.with_cache(cache).encode_documents(texts))
+    np.testing.assert_allclose(stored, exact, atol=1e-3)
+
+
+def test_concurrent_encodes_equal_sequential_ones(tiny_encoder: Encoder) -> None:
+    queries = [f"where is paris {'city ' * i}" for i in range(8)]
+    documents = [f"paris is the capital of france {'river ' * 40 * i}" for i in range(8)]
+    expected_q = tiny_encoder.encode_queries(queries)
+    expected_d = tiny_encoder.encode_documents(documents)
+    results: dict[int, list[np.ndarray]] = {}
+
+    def work(i: int) -> None:
+        if i % 2:
+            results[i] = tiny_encoder.encode_queries(queries)
+        else:
+            results[i] = tiny_encoder.encode_documents(documents)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, got in results.items():
+        want = expected_q if i % 2 else expected_d
+        assert [a.shape for a in got] == [a.shape for a in want]
+        for a, b in zip(got, want, strict=True):
+            np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_unreachable_hub_model_says_how_to_pass_a_local_path() -> None:
+    with pytest.raises(ModelLoadError, match="local checkpoint directory"):
+        Encoder("latecore-tests/does-not-exist")
+    with pytest.raises(ModelLoadError, match="not an existing checkpoint directory"):
+        Encoder("/nonexistent/model/dir")
+
+
+def test_unsafe_checkpoints_are_refused_unless_allowed(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    import shutil
+
+    hostile = tmp_path / "hostile"
+    shutil.copytree(tiny_checkpoint, hostile)
+    (hostile / "1_Dense").mkdir()
+    (hostile / "1_Dense" / "config.json").write_text(
+        json.dumps({"in_features": 32, "out_features": 8, "activation_function": "os.getpid"})
+    )
+    (hostile / "modules.json").write_text(
+        json.dumps(
+            [
+                {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+                {"idx": 1, "name": "1", "path": "1_Dense", "type": "sentence_transformers.models.Dense"},
+            ]
+        )
+    )
+    with pytest.raises(ModelLoadError, match="os.getpid"):
+        Encoder(hostile)
+
+    remote = tmp_path / "remote"
+    shutil.copytree(tiny_checkpoint, remote)
+    config = json.loads((remote / "config.json").read_text())
+    config["auto_map"] = {"AutoModel": "modeling_custom.CustomModel"}
+    (remote / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelLoadError, match="trust_remote_code=True"):
+        Encoder(remote)
