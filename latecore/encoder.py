@@ -69,8 +69,10 @@ def clean_text(text: str) -> str:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace").replace(
-            "\ufffd\ufffd\ufffd", "\ufffd"
+        return (
+            text.encode("utf-8", "surrogatepass")
+            .decode("utf-8", "replace")
+            .replace("\ufffd\ufffd\ufffd", "\ufffd")
         )
     return text
 
@@ -328,11 +330,13 @@ class Encoder(BaseEncoder):
         except (OSError, ValueError, KeyError) as error:
             raise ModelLoadError(f"could not load {self.info.model_id}: {error}") from error
         if self.zero_shot:
-            hidden = model[-1].in_features
+            projection: Any = model[-1]
+            hidden = int(projection.in_features)
             model[len(model) - 1] = Dense(
                 hidden, hidden, bias=False, init_weight=torch.eye(hidden)
             ).to(device)
-            embeddings = model[0].auto_model.get_input_embeddings().weight
+            transformer: Any = model[0]
+            embeddings = transformer.auto_model.get_input_embeddings().weight
             original_rows = self.info.vocab_size or embeddings.shape[0]
             if embeddings.shape[0] > original_rows:
                 with torch.no_grad():
@@ -343,7 +347,8 @@ class Encoder(BaseEncoder):
     @property
     def dim(self) -> int:
         """Dimension of the output vectors."""
-        return int(self.model[-1].out_features)
+        projection: Any = self.model[-1]
+        return int(projection.out_features)
 
     def _model_fingerprint_fields(self) -> dict[str, Any]:
         m = self.model

@@ -185,7 +185,9 @@ class LateIndex:
             self._lengths = self._lengths[keep_docs]
             self._ids = [d for d, keep in zip(self._ids, keep_docs, strict=True) if keep]
             self._texts = [t for t, keep in zip(self._texts, keep_docs, strict=True) if keep]
-            self._metadatas = [m for m, keep in zip(self._metadatas, keep_docs, strict=True) if keep]
+            self._metadatas = [
+                m for m, keep in zip(self._metadatas, keep_docs, strict=True) if keep
+            ]
             self._positions = {doc_id: p for p, doc_id in enumerate(self._ids)}
             self._packed = None
             return len(doomed)
@@ -216,9 +218,7 @@ class LateIndex:
             scores = self._packed_documents().score(query_vectors)
             return [
                 [
-                    SearchHit(
-                        self._ids[i], float(row[i]), self._texts[i], dict(self._metadatas[i])
-                    )
+                    SearchHit(self._ids[i], float(row[i]), self._texts[i], dict(self._metadatas[i]))
                     for i in top_k(row, k)
                 ]
                 for row in scores

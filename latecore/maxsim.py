@@ -217,7 +217,8 @@ def maxsim(query: Any, documents: Sequence[Any]) -> Any:
     Examples
     --------
     >>> q = np.array([[1.0, 0.0]], dtype=np.float32)
-    >>> [round(float(s), 3) for s in maxsim(q, [np.array([[0.5, 0.5], [0.9, 0.1]], dtype=np.float32)])]
+    >>> d = np.array([[0.5, 0.5], [0.9, 0.1]], dtype=np.float32)
+    >>> [round(float(s), 3) for s in maxsim(q, [d])]
     [0.9]
     """
     return maxsim_batch([query], documents)[0]

@@ -67,7 +67,7 @@ class Reranker:
         unique = list(dict.fromkeys(t for docs in candidate_lists for t in docs))
         vectors = dict(zip(unique, self.encoder.encode_documents(unique), strict=True))
         query_vectors = self.encoder.encode_queries(list(queries))
-        rankings = []
+        rankings: list[list[RerankResult]] = []
         for q, docs in zip(query_vectors, candidate_lists, strict=True):
             if not docs:
                 rankings.append([])
@@ -92,5 +92,3 @@ class Reranker:
     ) -> list[list[RerankResult]]:
         """:meth:`rerank_batch` in a worker thread."""
         return await asyncio.to_thread(self.rerank_batch, queries, documents, top_k)
-
-

@@ -50,7 +50,9 @@ def _encode_in_two_processes(model: Path, tmp_path: Path) -> tuple[list[np.ndarr
     return arrays, fingerprints
 
 
-def test_two_processes_give_bit_identical_vectors_tiny(tiny_checkpoint: Path, tmp_path: Path) -> None:
+def test_two_processes_give_bit_identical_vectors_tiny(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
     arrays, fingerprints = _encode_in_two_processes(tiny_checkpoint, tmp_path)
     for first, second in zip(arrays[:3], arrays[3:], strict=True):
         assert first.tobytes() == second.tobytes()
@@ -65,7 +67,9 @@ def test_two_processes_give_bit_identical_vectors_minilm(
         assert first.tobytes() == second.tobytes()
     # ... and equal to this process's vectors for the same batch of texts (the batch
     # matters at the last bit: texts are padded to the longest one in their batch)
-    here = minilm_encoder.encode_documents(["Paris is the capital of France.", "the river and the sea"])
+    here = minilm_encoder.encode_documents(
+        ["Paris is the capital of France.", "the river and the sea"]
+    )
     assert here[0].tobytes() == arrays[0].tobytes()
     assert fingerprints == [minilm_encoder.fingerprint] * 2
 
@@ -196,7 +200,9 @@ def test_unreachable_hub_model_says_how_to_pass_a_local_path() -> None:
         Encoder("/nonexistent/model/dir")
 
 
-def test_unsafe_checkpoints_are_refused_unless_allowed(tiny_checkpoint: Path, tmp_path: Path) -> None:
+def test_unsafe_checkpoints_are_refused_unless_allowed(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
     import shutil
 
     hostile = tmp_path / "hostile"
@@ -208,12 +214,22 @@ def test_unsafe_checkpoints_are_refused_unless_allowed(tiny_checkpoint: Path, tm
     (hostile / "modules.json").write_text(
         json.dumps(
             [
-                {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-                {"idx": 1, "name": "1", "path": "1_Dense", "type": "sentence_transformers.models.Dense"},
+                {
+                    "idx": 0,
+                    "name": "0",
+                    "path": "",
+                    "type": "sentence_transformers.models.Transformer",
+                },
+                {
+                    "idx": 1,
+                    "name": "1",
+                    "path": "1_Dense",
+                    "type": "sentence_transformers.models.Dense",
+                },
             ]
         )
     )
-    with pytest.raises(ModelLoadError, match="os.getpid"):
+    with pytest.raises(ModelLoadError, match=r"os\.getpid"):
         Encoder(hostile)
 
     remote = tmp_path / "remote"

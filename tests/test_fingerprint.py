@@ -41,7 +41,9 @@ def test_prefix_is_part_of_the_fingerprint(tiny_checkpoint: Path) -> None:
     assert _key(encoder) != before
 
 
-def test_a_changed_weight_byte_changes_the_fingerprint(tiny_checkpoint: Path, tmp_path: Path) -> None:
+def test_a_changed_weight_byte_changes_the_fingerprint(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
     import shutil
 
     copy = tmp_path / "copy"
@@ -57,8 +59,20 @@ def test_a_changed_weight_byte_changes_the_fingerprint(tiny_checkpoint: Path, tm
 
 @pytest.mark.parametrize(
     "field",
-    ["model_id", "revision", "content_hash", "query_prefix", "document_length", "skiplist",
-     "output_dim", "normalize", "pooling", "prompts", "storage_dtype", "versions"],
+    [
+        "model_id",
+        "revision",
+        "content_hash",
+        "query_prefix",
+        "document_length",
+        "skiplist",
+        "output_dim",
+        "normalize",
+        "pooling",
+        "prompts",
+        "storage_dtype",
+        "versions",
+    ],
 )
 def test_every_listed_field_is_covered(tiny_encoder: Encoder, field: str) -> None:
     assert field in tiny_encoder.fingerprint_fields

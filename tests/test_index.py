@@ -27,7 +27,9 @@ def index(fake_encoder: FakeEncoder) -> LateIndex:
     return idx
 
 
-def test_search_is_exact_maxsim_over_everything(index: LateIndex, fake_encoder: FakeEncoder) -> None:
+def test_search_is_exact_maxsim_over_everything(
+    index: LateIndex, fake_encoder: FakeEncoder
+) -> None:
     hits = index.search("capital of france", k=5)
     query = fake_encoder.encode_queries(["capital of france"])[0]
     expected = maxsim(query, fake_encoder.encode_documents(TEXTS))

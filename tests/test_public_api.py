@@ -13,8 +13,6 @@ def test_all_lists_exactly_the_public_names() -> None:
     public = {
         name
         for name, value in vars(latecore).items()
-        if not name.startswith("_")
-        and not inspect.ismodule(value)
-        and name not in {"annotations"}
+        if not name.startswith("_") and not inspect.ismodule(value) and name not in {"annotations"}
     }
     assert public | {"__version__"} == exported
