@@ -12,6 +12,7 @@ by the caller and replaced on the next write.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import sqlite3
@@ -90,8 +91,6 @@ def cache_key(fingerprint: str, role: str, text: str) -> bytes:
     >>> cache_key("fp", "documentab", "c") == cache_key("fp", "document", "abc")
     False
     """
-    import hashlib
-
     digest = hashlib.sha256()
     for part in (
         str(CACHE_SCHEMA_VERSION).encode("ascii"),

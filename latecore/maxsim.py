@@ -11,13 +11,14 @@ run in torch so that only one thread pool is active.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 if TYPE_CHECKING:
+    import torch
     from numpy.typing import NDArray
 
 __all__ = ["PackedDocuments", "maxsim", "maxsim_batch", "top_k"]
@@ -133,6 +134,8 @@ class PackedDocuments:
         n_rows = stacked.shape[0]
         # GEMM and upcast both run in torch: one thread pool. Mixing torch's OpenMP
         # pool with OpenBLAS's on two cores made each block ~10x slower.
+        import torch
+
         query_t = torch.from_numpy(stacked)
         upcast = torch.empty((widest, self.dim), dtype=torch.float32)
         products = np.empty(n_rows * widest, dtype=np.float32)
@@ -157,10 +160,14 @@ def _as_float32_2d(array: Any, what: str) -> np.ndarray:
 
 
 def _is_torch(x: Any) -> bool:
-    return isinstance(x, torch.Tensor)
+    # torch is imported lazily: only a caller that already has tensors has imported it
+    torch_module = sys.modules.get("torch")
+    return torch_module is not None and isinstance(x, torch_module.Tensor)
 
 
 def _maxsim_torch(queries: Sequence[torch.Tensor], documents: Sequence[Any]) -> torch.Tensor:
+    import torch
+
     device = queries[0].device
     docs = [torch.as_tensor(d, device=device) for d in documents]
     for i, d in enumerate(docs):
@@ -203,6 +210,8 @@ def maxsim_batch(queries: Sequence[Any], documents: Sequence[Any]) -> Any:
     [[1.0, 1.4]]
     """
     if queries and _is_torch(queries[0]):
+        import torch
+
         if not documents:
             return torch.zeros((len(queries), 0), device=queries[0].device)
         return _maxsim_torch(queries, documents)
