@@ -26,7 +26,7 @@ import numpy as np
 
 from .cache import MultivectorCache, cache_key
 from .checkpoint import CheckpointInfo, inspect_checkpoint
-from .errors import ModelLoadError, ZeroShotWarning
+from .errors import LatecoreWarning, ModelLoadError, ZeroShotWarning
 
 if TYPE_CHECKING:
     from pylate.models import ColBERT
@@ -40,6 +40,9 @@ DEFAULT_MODEL = "answerdotai/answerai-colbert-small-v1"
 """Used when neither a model argument nor ``$LATECORE_MODEL`` is given."""
 
 FINGERPRINT_VERSION = 1
+
+CHARS_PER_TOKEN_BOUND = 100
+"""Upper bound on the characters one token covers (used to cut huge texts early)."""
 
 Role = Literal["query", "document"]
 
@@ -372,6 +375,7 @@ class Encoder(BaseEncoder):
             "prompts": m.prompts,
             "default_prompt_name": m.default_prompt_name,
             "parameter_dtype": str(next(m.parameters()).dtype),
+            "max_chars": self.max_chars,
             "versions": _package_versions(),
         }
 
@@ -398,7 +402,35 @@ class Encoder(BaseEncoder):
     def __repr__(self) -> str:
         return f"Encoder({self.info.model_id!r}, dim={self.dim}, zero_shot={self.zero_shot})"
 
+    @property
+    def max_chars(self) -> int:
+        """Texts are cut to this many characters before tokenising.
+
+        No token spans more than ~100 characters (longer words become one unknown
+        token), so the cut never removes text the model would have kept, while a
+        1 MB document costs no more to tokenise than a short one.
+        """
+        return CHARS_PER_TOKEN_BOUND * max(self.model.query_length, self.model.document_length)
+
+    def _warn_truncated_queries(self, texts: list[str]) -> None:
+        budget = self.model.query_length - 3  # [CLS], the query marker, [SEP]
+        lengths = [
+            len(ids) for ids in self.model.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        ]
+        too_long = sum(n > budget for n in lengths)
+        if too_long:
+            warnings.warn(
+                f"{too_long} of {len(texts)} queries exceed query_length={self.model.query_length} "
+                f"tokens and were truncated (longest: {max(lengths)} tokens). Pass a larger "
+                "query_length to Encoder to keep more of them.",
+                LatecoreWarning,
+                stacklevel=4,
+            )
+
     def _encode(self, texts: list[str], *, is_query: bool) -> list[np.ndarray]:
+        texts = [t[: self.max_chars] for t in texts]
+        if is_query:
+            self._warn_truncated_queries(texts)
         show = self.show_progress and len(texts) > self.batch_size
         return list(
             self.model.encode(

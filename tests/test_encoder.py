@@ -239,3 +239,24 @@ def test_unsafe_checkpoints_are_refused_unless_allowed(
     (remote / "config.json").write_text(json.dumps(config))
     with pytest.raises(ModelLoadError, match="trust_remote_code=True"):
         Encoder(remote)
+
+
+def test_long_query_is_truncated_with_one_warning(tiny_encoder: Encoder) -> None:
+    import warnings as _warnings
+
+    long_query = "paris " * 2000
+    with _warnings.catch_warnings(record=True) as caught:
+        _warnings.simplefilter("always")
+        (vectors,) = tiny_encoder.encode_queries([long_query])
+        tiny_encoder.encode_queries(["short query"])
+    truncation = [w for w in caught if "truncated" in str(w.message)]
+    assert len(truncation) == 1
+    assert vectors.shape[0] <= tiny_encoder.model.query_length
+
+
+def test_huge_document_is_cut_before_tokenising(tiny_encoder: Encoder) -> None:
+    huge = "the river flows " * 70_000  # ~1.1 MB
+    (cut,) = tiny_encoder.encode_documents([huge])
+    (head,) = tiny_encoder.encode_documents([huge[: tiny_encoder.max_chars]])
+    assert cut.tobytes() == head.tobytes()
+    assert tiny_encoder.fingerprint_fields["max_chars"] == tiny_encoder.max_chars
