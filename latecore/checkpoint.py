@@ -141,6 +141,16 @@ def _dense_dirs(root: Path) -> list[Path]:
     ]
 
 
+def _dense_types(root: Path) -> set[str]:
+    """Which library's Dense class each projection module names: ``pylate`` or another."""
+    modules = _read_json(root / "modules.json") or []
+    return {
+        "pylate" if str(m.get("type", "")).startswith("pylate.") else "other"
+        for m in modules
+        if isinstance(m, dict) and "Dense" in str(m.get("type", ""))
+    }
+
+
 def _check_safe(root: Path, dense_dirs: list[Path], allow_unsafe: bool) -> None:
     if allow_unsafe:
         return
@@ -176,12 +186,13 @@ def inspect_checkpoint(
     architectures = config.get("architectures") or []
     dense_dirs = _dense_dirs(path)
     _check_safe(path, dense_dirs, allow_unsafe)
-    st_config = _read_json(path / "config_sentence_transformers.json") or {}
     if architectures and architectures[0] == "HF_ColBERT":
         fmt, head = "stanford", True
     elif dense_dirs:
-        is_pylate = st_config.get("model_type") == "ColBERT" or "query_prefix" in st_config
-        fmt, head = ("pylate" if is_pylate else "sentence-transformers"), True
+        fmt, head = (
+            ("pylate" if _dense_types(path) <= {"pylate"} else "sentence-transformers"),
+            True,
+        )
     else:
         fmt, head = "plain-encoder", False
     hidden = config.get("hidden_size") or config.get("d_model") or config.get("dim")

@@ -275,6 +275,7 @@ class Encoder(BaseEncoder):
                 f"{self.info.model_id} needs its own Python code to load (config.json has "
                 "'auto_map'). Read that code, then pass trust_remote_code=True to run it."
             )
+        self.trust_remote_code = trust_remote_code
         self.zero_shot = not self.info.has_colbert_head
         self.prefix_source = "checkpoint"
         overrides: dict[str, Any] = {}
@@ -390,12 +391,14 @@ class Encoder(BaseEncoder):
             "query_prefix": m.query_prefix,
             "document_prefix": m.document_prefix,
             "prefix_source": self.prefix_source,
+            "expansion_token": m.tokenizer.pad_token,
             "query_length": m.query_length,
             "document_length": m.document_length,
             "do_query_expansion": m.do_query_expansion,
             "dim": self.dim,
             "device": str(m.device),
             "storage_dtype": self.storage_dtype,
+            "remote_code": self.trust_remote_code and self.info.needs_remote_code,
             "fingerprint": self.fingerprint,
         }
 
@@ -410,10 +413,12 @@ class Encoder(BaseEncoder):
         token), so the cut never removes text the model would have kept, while a
         1 MB document costs no more to tokenise than a short one.
         """
-        return CHARS_PER_TOKEN_BOUND * max(self.model.query_length, self.model.document_length)
+        return CHARS_PER_TOKEN_BOUND * max(
+            int(self.model.query_length or 0), int(self.model.document_length or 0)
+        )
 
     def _warn_truncated_queries(self, texts: list[str]) -> None:
-        budget = self.model.query_length - 3  # [CLS], the query marker, [SEP]
+        budget = int(self.model.query_length or 0) - 3  # [CLS], the query marker, [SEP]
         lengths = [
             len(ids) for ids in self.model.tokenizer(texts, add_special_tokens=False)["input_ids"]
         ]

@@ -1,0 +1,367 @@
+"""Small seeded checkpoints in every format users load, for offline compatibility tests.
+
+Each writer produces a directory that :class:`~latecore.encoder.Encoder` loads
+without a hub, with its own markers, lengths and projection size, chosen to
+differ from latecore's and pylate's defaults so that a test can tell the
+checkpoint's values from fallbacks. The settings written are returned as a
+:class:`CheckpointSpec`.
+
+Formats:
+
+- ``stanford``: ColBERTv2 layout (``HF_ColBERT`` architecture, ``bert.*`` and
+  ``linear.weight`` in one safetensors file, settings in ``artifact.metadata``,
+  ``[unused0]``/``[unused1]`` markers).
+- ``sentence-transformers``: ``modules.json`` with a Transformer and a ``1_Dense``
+  projection to 96 dims, settings in ``config_sentence_transformers.json``
+  (the layout of answerai-colbert-small-v1).
+- ``pylate-modernbert``: a ModernBERT ColBERT saved by pylate itself.
+- ``xlm-roberta``: an XLM-RoBERTa ColBERT with a multilingual Unigram tokenizer
+  built locally and ``[QueryMarker]``/``[DocumentMarker]`` markers.
+- ``plain-bert``: a BERT encoder without any ColBERT head (zero-shot path).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["CHECKPOINT_FORMATS", "CheckpointSpec", "write_checkpoint"]
+
+CHECKPOINT_FORMATS = (
+    "stanford",
+    "sentence-transformers",
+    "pylate-modernbert",
+    "xlm-roberta",
+    "plain-bert",
+)
+
+_MULTILINGUAL_CORPUS = [
+    "the capital of france is paris and the river is the seine",
+    "where is the city of berlin in germany",
+    "столица россии москва а река называется волга",
+    "где находится город санкт петербург",
+    "北京是中国的首都 长江是最长的河流",
+    "东京是日本的首都 富士山很高",
+    "القاهرة عاصمة مصر ونهر النيل طويل",
+    "أين تقع مدينة الرياض",
+    "la capitale de l'italie est rome",
+    "cats purr and dogs bark at the mailman",
+]
+
+
+@dataclass(frozen=True)
+class CheckpointSpec:
+    """What a fixture checkpoint declares, for tests to compare against what is detected."""
+
+    format: str
+    path: Path
+    query_prefix: str
+    document_prefix: str
+    query_length: int
+    document_length: int
+    do_query_expansion: bool
+    dim: int
+    has_colbert_head: bool
+    mask_token: str
+
+
+def _seeded(seed: int) -> Any:
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    return generator
+
+
+def _save_safetensors(tensors: dict[str, Any], path: Path) -> None:
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path))
+
+
+def _write_json(path: Path, payload: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2), encoding="utf-8")
+
+
+def _dense_weight(out_features: int, in_features: int, seed: int) -> Any:
+    import torch
+
+    weight = torch.randn(out_features, in_features, generator=_seeded(seed))
+    return weight / in_features**0.5
+
+
+def _stanford(path: Path, seed: int) -> CheckpointSpec:
+    from safetensors.torch import load_file
+
+    from .testing import write_tiny_bert_checkpoint
+
+    write_tiny_bert_checkpoint(path, seed=seed)
+    weights = load_file(str(path / "model.safetensors"))
+    tensors = {f"bert.{name}": tensor for name, tensor in weights.items()}
+    tensors["linear.weight"] = _dense_weight(24, 32, seed + 1)
+    _save_safetensors(tensors, path / "model.safetensors")
+    config = json.loads((path / "config.json").read_text())
+    config["architectures"] = ["HF_ColBERT"]
+    _write_json(path / "config.json", config)
+    metadata = {
+        "query_token_id": "[unused0]",
+        "doc_token_id": "[unused1]",
+        "query_maxlen": 24,
+        "doc_maxlen": 100,
+        "dim": 24,
+        "attend_to_mask_tokens": False,
+        "similarity": "cosine",
+    }
+    _write_json(path / "artifact.metadata", metadata)
+    return CheckpointSpec(
+        "stanford", path, "[unused0]", "[unused1]", 24, 100, True, 24, True, "[MASK]"
+    )
+
+
+def _sentence_transformers(path: Path, seed: int) -> CheckpointSpec:
+    from .testing import write_tiny_bert_checkpoint
+
+    write_tiny_bert_checkpoint(path, seed=seed)
+    dense = path / "1_Dense"
+    dense.mkdir()
+    _write_json(
+        dense / "config.json",
+        {
+            "in_features": 32,
+            "out_features": 96,
+            "bias": False,
+            "activation_function": "torch.nn.modules.linear.Identity",
+        },
+    )
+    _save_safetensors(
+        {"linear.weight": _dense_weight(96, 32, seed + 1)}, dense / "model.safetensors"
+    )
+    _write_json(
+        path / "modules.json",
+        [
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {
+                "idx": 1,
+                "name": "1",
+                "path": "1_Dense",
+                "type": "sentence_transformers.models.Dense",
+            },
+        ],
+    )
+    _write_json(path / "sentence_bert_config.json", {"max_seq_length": 512, "do_lower_case": False})
+    _write_json(
+        path / "config_sentence_transformers.json",
+        {
+            "query_prefix": "[unused0]",
+            "document_prefix": "[unused1]",
+            "query_length": 20,
+            "document_length": 120,
+            "do_query_expansion": True,
+            "attend_to_expansion_tokens": False,
+            "similarity_fn_name": "MaxSim",
+        },
+    )
+    return CheckpointSpec(
+        "sentence-transformers", path, "[unused0]", "[unused1]", 20, 120, True, 96, True, "[MASK]"
+    )
+
+
+def _wordlevel_tokenizer(specials: list[str], words: list[str]) -> Any:
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+
+    vocab = {token: i for i, token in enumerate(dict.fromkeys(specials + words))}
+    tokenizer = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.Lowercase()
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
+    )
+    return tokenizer
+
+
+def _pylate_save(
+    base: Path,
+    path: Path,
+    seed: int,
+    *,
+    dim: int,
+    query_prefix: str,
+    document_prefix: str,
+    query_length: int,
+    document_length: int,
+) -> None:
+    import torch
+    from pylate.models import ColBERT
+
+    state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(seed)
+        model = ColBERT(
+            str(base),
+            device="cpu",
+            embedding_size=dim,
+            query_prefix=query_prefix,
+            document_prefix=document_prefix,
+            query_length=query_length,
+            document_length=document_length,
+            do_query_expansion=True,
+        )
+    finally:
+        torch.random.set_rng_state(state)
+    model.save(str(path))
+
+
+def _modernbert(path: Path, seed: int) -> CheckpointSpec:
+    import torch
+    from transformers import ModernBertConfig, ModernBertModel, PreTrainedTokenizerFast
+
+    from .testing import _TINY_WORDS
+
+    base = path.parent / f".{path.name}-base"
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[Q] ", "[D] "]
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=_wordlevel_tokenizer(specials, list(_TINY_WORDS) + list(".,?!'")),
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=512,
+    )
+    tokenizer.save_pretrained(str(base))
+    config = ModernBertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.cls_token_id,
+        eos_token_id=tokenizer.sep_token_id,
+        cls_token_id=tokenizer.cls_token_id,
+        sep_token_id=tokenizer.sep_token_id,
+        global_attn_every_n_layers=1,
+        local_attention=16,
+    )
+    state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(seed)
+        ModernBertModel(config).save_pretrained(str(base), safe_serialization=True)
+    finally:
+        torch.random.set_rng_state(state)
+    _pylate_save(
+        base,
+        path,
+        seed,
+        dim=48,
+        query_prefix="[Q] ",
+        document_prefix="[D] ",
+        query_length=28,
+        document_length=90,
+    )
+    return CheckpointSpec(
+        "pylate-modernbert", path, "[Q] ", "[D] ", 28, 90, True, 48, True, "[MASK]"
+    )
+
+
+def _xlm_roberta(path: Path, seed: int) -> CheckpointSpec:
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast, XLMRobertaConfig, XLMRobertaModel
+
+    base = path.parent / f".{path.name}-base"
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>", "[QueryMarker]", "[DocumentMarker]"]
+    unigram = Tokenizer(models.Unigram())
+    unigram.pre_tokenizer = pre_tokenizers.Metaspace()
+    unigram.decoder = decoders.Metaspace()
+    unigram.train_from_iterator(
+        _MULTILINGUAL_CORPUS * 4,
+        trainers.UnigramTrainer(vocab_size=400, special_tokens=specials, unk_token="<unk>"),
+    )
+    unigram.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>",
+        special_tokens=[("<s>", unigram.token_to_id("<s>")), ("</s>", unigram.token_to_id("</s>"))],
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=unigram,
+        bos_token="<s>",
+        eos_token="</s>",
+        cls_token="<s>",
+        sep_token="</s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        mask_token="<mask>",
+        model_max_length=512,
+    )
+    tokenizer.save_pretrained(str(base))
+    config = XLMRobertaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=520,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(seed)
+        XLMRobertaModel(config).save_pretrained(str(base), safe_serialization=True)
+    finally:
+        torch.random.set_rng_state(state)
+    _pylate_save(
+        base,
+        path,
+        seed,
+        dim=64,
+        query_prefix="[QueryMarker]",
+        document_prefix="[DocumentMarker]",
+        query_length=32,
+        document_length=64,
+    )
+    return CheckpointSpec(
+        "xlm-roberta", path, "[QueryMarker]", "[DocumentMarker]", 32, 64, True, 64, True, "<mask>"
+    )
+
+
+def _plain_bert(path: Path, seed: int) -> CheckpointSpec:
+    from .testing import write_tiny_bert_checkpoint
+
+    write_tiny_bert_checkpoint(path, seed=seed)
+    # zero-shot: markers from unused entries, pylate's lengths, no expansion, identity projection
+    return CheckpointSpec(
+        "plain-bert", path, "[unused0]", "[unused1]", 32, 180, False, 32, False, "[MASK]"
+    )
+
+
+_WRITERS = {
+    "stanford": _stanford,
+    "sentence-transformers": _sentence_transformers,
+    "pylate-modernbert": _modernbert,
+    "xlm-roberta": _xlm_roberta,
+    "plain-bert": _plain_bert,
+}
+
+
+def write_checkpoint(
+    format: str, directory: str | os.PathLike[str], *, seed: int = 0
+) -> CheckpointSpec:
+    """Write a small seeded checkpoint of ``format`` (one of :data:`CHECKPOINT_FORMATS`).
+
+    Returns
+    -------
+    CheckpointSpec
+        The markers, lengths, expansion setting and output dimension written.
+    """
+    if format not in _WRITERS:
+        raise ValueError(f"unknown checkpoint format {format!r}; choose from {CHECKPOINT_FORMATS}")
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    return _WRITERS[format](path, seed)
