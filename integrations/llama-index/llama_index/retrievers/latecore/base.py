@@ -1,0 +1,117 @@
+"""LateInteractionRetriever: LlamaIndex retrieval over a latecore LateIndex (exact MaxSim)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from llama_index.core.callbacks import CallbackManager
+from llama_index.core.constants import DEFAULT_SIMILARITY_TOP_K
+from llama_index.core.schema import BaseNode, IndexNode, NodeWithScore, QueryBundle
+
+from latecore import BaseEncoder, LateIndex
+
+from ._nodes import LateRetrieverBase, check_top_k, node_from_record, resolve_encoder
+
+__all__ = ["LateInteractionRetriever"]
+
+
+class LateInteractionRetriever(LateRetrieverBase):
+    """Retrieve nodes by ColBERT late interaction: exact MaxSim over every indexed node.
+
+    Nodes are encoded once, when inserted, and kept in a :class:`latecore.LateIndex`
+    (token vectors packed in memory); a query costs one query encode and one pass
+    over the packed vectors. Node text is ``get_content(metadata_mode=MetadataMode.EMBED)``.
+
+    Parameters
+    ----------
+    nodes
+        Nodes (or documents, used whole) to index.
+    index
+        An existing :class:`latecore.LateIndex`, for example one loaded with
+        ``LateIndex.load``; ``nodes`` are added to it. Its encoder is used.
+    encoder
+        An already-built latecore encoder; otherwise one is loaded for ``model``
+        with a disk cache in ``cache_dir``.
+    model
+        ColBERT model id or local checkpoint (``None``: latecore's default).
+    device
+        Torch device for the model; ``None`` picks CUDA when available.
+    cache_dir
+        Multivector cache directory; ``None`` uses latecore's default.
+    similarity_top_k
+        Number of nodes returned per query.
+    callback_manager, objects, object_map, verbose
+        As for any LlamaIndex :class:`BaseRetriever`.
+
+    Examples
+    --------
+    >>> from latecore.testing import FakeEncoder
+    >>> from llama_index.core.schema import TextNode
+    >>> retriever = LateInteractionRetriever(
+    ...     [TextNode(text="paris is in france", id_="p"), TextNode(text="berlin", id_="b")],
+    ...     encoder=FakeEncoder(),
+    ...     similarity_top_k=1,
+    ... )
+    >>> [n.node_id for n in retriever.retrieve("where is paris")]
+    ['p']
+    >>> retriever.delete_nodes(["p"])
+    1
+    >>> [n.node_id for n in retriever.retrieve("where is paris")]
+    ['b']
+    """
+
+    def __init__(
+        self,
+        nodes: Sequence[BaseNode] | None = None,
+        *,
+        index: LateIndex | None = None,
+        encoder: BaseEncoder | None = None,
+        model: str | None = None,
+        device: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        similarity_top_k: int = DEFAULT_SIMILARITY_TOP_K,
+        callback_manager: CallbackManager | None = None,
+        objects: list[IndexNode] | None = None,
+        object_map: dict[str, Any] | None = None,
+        verbose: bool = False,
+    ) -> None:
+        if index is not None and encoder is not None:
+            raise ValueError("pass either index or encoder, not both (an index has its encoder)")
+        check_top_k(similarity_top_k)
+        self._index = (
+            index
+            if index is not None
+            else LateIndex(resolve_encoder(encoder, model, device, cache_dir))
+        )
+        super().__init__(
+            nodes,
+            similarity_top_k=similarity_top_k,
+            callback_manager=callback_manager,
+            objects=objects,
+            object_map=object_map,
+            verbose=verbose,
+        )
+
+    @property
+    def index(self) -> LateIndex:
+        """The latecore index (save it with ``retriever.index.save(path)``)."""
+        return self._index
+
+    def _add(self, texts: list[str], ids: list[str], metadatas: list[dict[str, Any]]) -> list[str]:
+        return self._index.add(texts, ids=ids, metadatas=metadatas)
+
+    def _delete(self, ids: list[str]) -> int:
+        return self._index.delete(ids)
+
+    def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+        hits = self._index.search(query_bundle.query_str, k=self.similarity_top_k)
+        return [
+            NodeWithScore(node=node_from_record(h.id, h.text, h.metadata), score=h.score)
+            for h in hits
+        ]
+
+    async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+        return await asyncio.to_thread(self._retrieve, query_bundle)
