@@ -1,0 +1,21 @@
+"""LangChain integration of latecore: late-interaction (ColBERT) retrieval and reranking.
+
+- :class:`LateInteractionRetriever`: exact MaxSim search over a latecore ``LateIndex``.
+- :class:`LateInteractionHybridRetriever`: BM25 candidates reranked by MaxSim, then fused.
+- :class:`LateInteractionReranker`: a document compressor for
+  ``ContextualCompressionRetriever`` whose document multivectors are cached.
+"""
+
+from __future__ import annotations
+
+from .compressors import LateInteractionReranker
+from .retrievers import LateInteractionHybridRetriever, LateInteractionRetriever
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "LateInteractionHybridRetriever",
+    "LateInteractionReranker",
+    "LateInteractionRetriever",
+    "__version__",
+]
