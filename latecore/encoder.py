@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from pylate.models import ColBERT
     from typing_extensions import Self
 
-__all__ = ["DEFAULT_MODEL", "BaseEncoder", "Encoder", "Role"]
+__all__ = ["DEFAULT_MODEL", "BaseEncoder", "Encoder", "Role", "load_encoder"]
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +127,11 @@ class BaseEncoder(ABC):
         clone._cache = cache
         clone.__dict__.pop("fingerprint", None)
         return clone
+
+    @property
+    def model_name(self) -> str:
+        """A readable name of the model, for logs, events and ``repr``."""
+        return type(self).__name__
 
     @property
     def storage_dtype(self) -> str:
@@ -349,6 +354,11 @@ class Encoder(BaseEncoder):
         return model
 
     @property
+    def model_name(self) -> str:
+        """The Hub id or path the model was loaded from."""
+        return self.info.model_id
+
+    @property
     def dim(self) -> int:
         """Dimension of the output vectors."""
         projection: Any = self.model[-1]
@@ -446,3 +456,53 @@ class Encoder(BaseEncoder):
                 convert_to_numpy=True,
             )
         )
+
+
+def load_encoder(
+    model: str | os.PathLike[str] | None = None,
+    *,
+    encoder: BaseEncoder | None = None,
+    device: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    require_cache: bool = False,
+) -> BaseEncoder:
+    """The encoder a component should use: the one given, or a cached :class:`Encoder`.
+
+    This is the one rule every adapter follows. A new :class:`Encoder` for
+    ``model`` always gets a :class:`~latecore.cache.MultivectorCache` in
+    ``cache_dir`` (default: :func:`~latecore.cache.default_cache_dir`). A given
+    ``encoder`` is used as it is, except that with ``require_cache`` (rerankers,
+    which see the same candidates again and again) one without a cache is given
+    one in ``cache_dir`` through :meth:`BaseEncoder.with_cache`; the caller's
+    encoder object is not changed.
+
+    Raises
+    ------
+    ValueError
+        If ``encoder`` is given together with ``model`` or ``device``, or together
+        with ``cache_dir`` while it already has a cache.
+
+    Examples
+    --------
+    >>> from latecore.testing import FakeEncoder
+    >>> shared = FakeEncoder()
+    >>> load_encoder(encoder=shared) is shared
+    True
+    >>> import tempfile
+    >>> load_encoder(encoder=shared, cache_dir=tempfile.mkdtemp(), require_cache=True).cache is None
+    False
+    """
+    if encoder is None:
+        return Encoder(model, device=device, cache=MultivectorCache(cache_dir))
+    if model is not None or device is not None:
+        raise ValueError("pass either an encoder or a model (and device), not both")
+    if encoder.cache is not None:
+        if cache_dir is not None:
+            raise ValueError(
+                "the encoder already has a cache; drop cache_dir, or pass an encoder "
+                "without a cache to use one in cache_dir"
+            )
+        return encoder
+    if require_cache:
+        return encoder.with_cache(MultivectorCache(cache_dir))
+    return encoder

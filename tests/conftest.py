@@ -10,6 +10,10 @@ from pathlib import Path
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("LATECORE_PROGRESS", "0")
+if "LATECORE_CACHE_DIR" not in os.environ:  # components with a default cache write here
+    import tempfile
+
+    os.environ["LATECORE_CACHE_DIR"] = tempfile.mkdtemp(prefix="latecore-test-cache-")
 
 import pytest
 

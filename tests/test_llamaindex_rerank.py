@@ -46,7 +46,10 @@ def test_reranks_by_maxsim_and_matches_the_core_reranker() -> None:
     out = rerank.postprocess_nodes(nodes, query_str="what is the capital of france")
     assert out[0].node.node_id == "n2"
     texts = [n.node.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]
-    expected = Reranker(encoder).rerank("what is the capital of france", texts, top_k=3)
+    # the postprocessor's encoder is ``encoder`` with a cache attached (float16 storage)
+    expected = Reranker(rerank.reranker.encoder).rerank(
+        "what is the capital of france", texts, top_k=3
+    )
     assert [n.node.node_id for n in out] == [f"n{r.index}" for r in expected]
     assert [n.score for n in out] == pytest.approx([r.score for r in expected])
 
@@ -164,7 +167,7 @@ def test_events_are_dispatched_in_order() -> None:
         root.event_handlers.remove(collector)
     start, end = seen
     assert isinstance(start, ReRankStartEvent) and isinstance(end, ReRankEndEvent)
-    assert start.top_n == 2 and start.model_name == "FakeEncoder"
+    assert start.top_n == 2 and start.model_name == "FakeEncoder:events"
     assert start.query is not None and len(start.nodes) == len(TOPICS)
     assert [n.node.node_id for n in end.nodes] == [n.node.node_id for n in out]
 

@@ -6,57 +6,21 @@ Private: nothing here is part of the public API.
 from __future__ import annotations
 
 import copy
-import os
 import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from langchain_core.documents import Document
 
-from latecore import BaseEncoder, Encoder, HybridHit, MultivectorCache, SearchHit
+from latecore import HybridHit, SearchHit
 
 __all__ = [
-    "build_encoder",
     "document_from_hit",
     "documents_to_columns",
     "scored_copy",
 ]
 
 Columns = tuple[list[str], list[str], list[dict[str, Any]]]
-
-
-def build_encoder(
-    encoder: BaseEncoder | None,
-    model: str | os.PathLike[str] | None,
-    *,
-    device: str | None = None,
-    cache_dir: str | os.PathLike[str] | None = None,
-) -> BaseEncoder:
-    """The given ``encoder``, else an :class:`~latecore.Encoder` for ``model`` with a disk cache.
-
-    Parameters
-    ----------
-    encoder
-        An already-built latecore encoder, returned as it is.
-    model
-        Hub id or local checkpoint; ``None`` lets latecore pick (``$LATECORE_MODEL``,
-        else its default model). Only used when ``encoder`` is ``None``.
-    device
-        ``"cpu"``, ``"cuda"``, ...; ``None`` picks CUDA when available.
-    cache_dir
-        Directory of the :class:`~latecore.MultivectorCache` of a new encoder;
-        ``None`` uses latecore's default cache directory.
-
-    Raises
-    ------
-    ValueError
-        If both ``encoder`` and ``model`` (or ``device``) are given.
-    """
-    if encoder is not None:
-        if model is not None or device is not None:
-            raise ValueError("pass either an encoder or a model (and device), not both")
-        return encoder
-    return Encoder(model, device=device, cache=MultivectorCache(cache_dir))
 
 
 def documents_to_columns(

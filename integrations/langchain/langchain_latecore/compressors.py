@@ -9,9 +9,9 @@ from langchain_core.documents import BaseDocumentCompressor, Document
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 from typing_extensions import Self
 
-from latecore import BaseEncoder, MultivectorCache, Reranker
+from latecore import BaseEncoder, Reranker, load_encoder
 
-from ._convert import build_encoder, scored_copy
+from ._convert import scored_copy
 
 __all__ = ["LateInteractionReranker"]
 
@@ -136,16 +136,13 @@ class LateInteractionReranker(BaseDocumentCompressor):
 
     @model_validator(mode="after")
     def _build_reranker(self) -> Self:
-        encoder = build_encoder(
-            self.encoder, self.model, device=self.device, cache_dir=self.cache_dir
+        encoder = load_encoder(
+            self.model,
+            encoder=self.encoder,
+            device=self.device,
+            cache_dir=self.cache_dir,
+            require_cache=True,
         )
-        if self.encoder is not None and encoder.cache is None:
-            encoder = encoder.with_cache(MultivectorCache(self.cache_dir))
-        elif self.encoder is not None and self.cache_dir is not None:
-            raise ValueError(
-                "the encoder already has a cache; drop cache_dir, or pass an encoder "
-                "without a cache to use one in cache_dir"
-            )
         self._reranker = Reranker(encoder)
         return self
 

@@ -16,10 +16,10 @@ from langchain_core.retrievers import BaseRetriever
 from pydantic import Field, model_validator
 from typing_extensions import Self
 
-from latecore import BaseEncoder, HybridSearcher, LateIndex
+from latecore import BaseEncoder, HybridSearcher, LateIndex, load_encoder
 from latecore.hybrid import Fusion
 
-from ._convert import build_encoder, document_from_hit, documents_to_columns
+from ._convert import document_from_hit, documents_to_columns
 
 __all__ = ["LateInteractionHybridRetriever", "LateInteractionRetriever"]
 
@@ -161,7 +161,7 @@ class LateInteractionRetriever(BaseRetriever):
         LateInteractionRetriever
             A retriever over the new index.
         """
-        index = LateIndex(build_encoder(encoder, model, device=device, cache_dir=cache_dir))
+        index = LateIndex(load_encoder(model, encoder=encoder, device=device, cache_dir=cache_dir))
         index.add(list(texts), ids=ids, metadatas=metadatas)
         return cls(index=index, **kwargs)
 
@@ -409,7 +409,7 @@ class LateInteractionHybridRetriever(BaseRetriever):
         """
         searcher = HybridSearcher.from_texts(
             list(texts),
-            build_encoder(encoder, model, device=device, cache_dir=cache_dir),
+            load_encoder(model, encoder=encoder, device=device, cache_dir=cache_dir),
             ids=ids,
             metadatas=metadatas,
             **(searcher_kwargs or {}),

@@ -12,9 +12,9 @@ from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRan
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
-from latecore import BaseEncoder, Reranker
+from latecore import BaseEncoder, Reranker, load_encoder
 
-from ._shared import build_encoder, encoder_name, with_hidden_metadata
+from ._shared import with_hidden_metadata
 
 __all__ = ["LateInteractionRerank"]
 
@@ -111,12 +111,14 @@ class LateInteractionRerank(BaseNodePostprocessor):
         if encoder is not None and reranker is not None:
             raise ValueError("pass either encoder or reranker, not both")
         if reranker is None:
-            if encoder is None:
-                encoder = build_encoder(model, device=device, cache_dir=cache_dir)
+            # A reranker sees the same candidates again and again: it always has a cache.
+            encoder = load_encoder(
+                model, encoder=encoder, device=device, cache_dir=cache_dir, require_cache=True
+            )
             reranker = Reranker(encoder)
         # mypy derives BaseModel.__init__ from the parent's fields only (dataclass_transform).
         super().__init__(  # type: ignore[call-arg]
-            model=model if model is not None else encoder_name(reranker.encoder),
+            model=model if model is not None else reranker.encoder.model_name,
             top_n=top_n,
             keep_retrieval_score=keep_retrieval_score,
             device=device,

@@ -8,7 +8,6 @@ reloaded :class:`~latecore.LateIndex` gives back the same nodes.
 
 from __future__ import annotations
 
-import os
 from abc import abstractmethod
 from collections.abc import Sequence
 from typing import Any
@@ -27,12 +26,11 @@ from llama_index.core.schema import (
 )
 from llama_index.core.settings import Settings
 from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
-from llama_index.postprocessor.latecore._shared import build_encoder
 from typing_extensions import Self
 
-from latecore import BaseEncoder, LateIndex
+from latecore import LateIndex
 
-__all__ = ["LateRetrieverBase", "check_top_k", "node_from_record", "resolve_encoder"]
+__all__ = ["LateRetrieverBase", "check_top_k", "node_from_record"]
 
 _NODE_CONTENT = "_node_content"
 
@@ -52,18 +50,6 @@ def check_top_k(similarity_top_k: int) -> None:
     """Reject a ``similarity_top_k`` below 1 (before any model is loaded)."""
     if similarity_top_k < 1:
         raise ValueError(f"similarity_top_k must be at least 1, got {similarity_top_k}")
-
-
-def resolve_encoder(
-    encoder: BaseEncoder | None,
-    model: str | None,
-    device: str | None,
-    cache_dir: str | os.PathLike[str] | None,
-) -> BaseEncoder:
-    """``encoder`` if given, else a cached latecore Encoder for ``model``."""
-    if encoder is not None:
-        return encoder
-    return build_encoder(model, device=device, cache_dir=cache_dir)
 
 
 class LateRetrieverBase(BaseRetriever):

@@ -11,9 +11,9 @@ from llama_index.core.callbacks import CallbackManager
 from llama_index.core.constants import DEFAULT_SIMILARITY_TOP_K
 from llama_index.core.schema import BaseNode, IndexNode, NodeWithScore, QueryBundle
 
-from latecore import BaseEncoder, LateIndex
+from latecore import BaseEncoder, LateIndex, load_encoder
 
-from ._nodes import LateRetrieverBase, check_top_k, node_from_record, resolve_encoder
+from ._nodes import LateRetrieverBase, check_top_k, node_from_record
 
 __all__ = ["LateInteractionRetriever"]
 
@@ -84,7 +84,7 @@ class LateInteractionRetriever(LateRetrieverBase):
         self._index = (
             index
             if index is not None
-            else LateIndex(resolve_encoder(encoder, model, device, cache_dir))
+            else LateIndex(load_encoder(model, encoder=encoder, device=device, cache_dir=cache_dir))
         )
         super().__init__(
             nodes,

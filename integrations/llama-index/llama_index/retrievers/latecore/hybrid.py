@@ -11,9 +11,9 @@ from llama_index.core.constants import DEFAULT_SIMILARITY_TOP_K
 from llama_index.core.schema import BaseNode, IndexNode, NodeWithScore, QueryBundle
 from llama_index.postprocessor.latecore._shared import with_hidden_metadata
 
-from latecore import BaseEncoder, HybridHit, HybridSearcher, LateIndex
+from latecore import BaseEncoder, HybridHit, HybridSearcher, LateIndex, load_encoder
 
-from ._nodes import LateRetrieverBase, check_top_k, node_from_record, resolve_encoder
+from ._nodes import LateRetrieverBase, check_top_k, node_from_record
 
 __all__ = ["LateInteractionHybridRetriever"]
 
@@ -95,7 +95,7 @@ class LateInteractionHybridRetriever(LateRetrieverBase):
             if index is not None:
                 searcher = HybridSearcher.from_index(index, **searcher_kwargs)
             else:
-                encoder = resolve_encoder(encoder, model, device, cache_dir)
+                encoder = load_encoder(model, encoder=encoder, device=device, cache_dir=cache_dir)
                 searcher = HybridSearcher(encoder, **searcher_kwargs)
         self._searcher = searcher
         super().__init__(
