@@ -1,0 +1,134 @@
+"""Worker processes of the reliability suite, run as ``python _rel_worker.py MODE ...``.
+
+Imports only ``latecore.cache`` (no torch), so a worker starts in a fraction of a
+second. Every value is derived from its name (and writer), so the test process
+can recompute what each worker wrote without talking to it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sqlite3
+import sys
+import time
+
+import numpy as np
+
+from latecore.cache import MultivectorCache, cache_key
+
+DIM = 96
+FINGERPRINT = "latecore-reliability-suite"
+
+
+def key_for(name: str) -> bytes:
+    """Cache key of the entry called ``name``."""
+    return cache_key(FINGERPRINT, "document", name)
+
+
+def value_for(name: str, writer: int = 0) -> np.ndarray:
+    """The float16 multivector (30-300 x 96) that ``writer`` stores under ``name``."""
+    seed = int.from_bytes(hashlib.sha256(f"{name}|{writer}".encode()).digest()[:8], "big")
+    rng = np.random.default_rng(seed)
+    rows = int(rng.integers(30, 301))
+    return rng.standard_normal((rows, DIM)).astype(np.float16)
+
+
+class SkipCounter(logging.Handler):
+    """Counts the warnings ``latecore.cache`` logs (each one is a skipped or failed write)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
+
+
+def _counter() -> SkipCounter:
+    counter = SkipCounter()
+    logging.getLogger("latecore.cache").addHandler(counter)
+    return counter
+
+
+def _wait_for(path: str) -> None:
+    while not os.path.exists(path):
+        time.sleep(0.002)
+
+
+def storm(directory: str, writer: int, n_writes: int, n_shared: int, start: str) -> None:
+    """Every 5th write goes to one of ``n_shared`` shared keys, the others to unique keys."""
+    skipped = _counter()
+    with MultivectorCache(directory, timeout=120.0, memory_bytes=0) as cache:
+        _wait_for(start)
+        for i in range(n_writes):
+            if i % 5 == 0:
+                name = f"shared-{(i // 5 + writer) % n_shared}"
+                cache.put_many([key_for(name)], [value_for(name, writer)])
+            else:
+                name = f"unique-{writer}-{i}"
+                cache.put_many([key_for(name)], [value_for(name)])
+    print(f"done {skipped.count}", flush=True)
+
+
+def cold(directory_template: str, start_template: str, rounds: int, worker: int) -> None:
+    """In each round, open a fresh directory together with the other workers, write, read."""
+    skipped = _counter()
+    for r in range(rounds):
+        _wait_for(start_template.format(r))
+        name = f"cold-{worker}"
+        with MultivectorCache(directory_template.format(r), timeout=60.0, memory_bytes=0) as c:
+            c.put_many([key_for(name)], [value_for(name)])
+            c.clear_memory()
+            (got,) = c.get_many([key_for(name)])
+        if got is None or got.tobytes() != value_for(name).tobytes():
+            raise SystemExit(f"round {r}: worker {worker} could not read back its own write")
+        print(f"ok {r} {skipped.count}", flush=True)
+
+
+def crash(directory: str, run: int) -> None:
+    """Write batches of 1-3 entries forever; print ``ack`` after each committed batch."""
+    skipped = _counter()
+    with MultivectorCache(directory, timeout=60.0, memory_bytes=0) as cache:
+        print("ready", flush=True)
+        for i in range(1_000_000):
+            names = [f"crash-{run}-{i}-{j}" for j in range(1 + i % 3)]
+            before = skipped.count
+            cache.put_many([key_for(n) for n in names], [value_for(n) for n in names])
+            if skipped.count == before:
+                print("ack", *names, flush=True)
+
+
+def hold(directory: str, how: str, seconds: float) -> None:
+    """Hold the database's write lock for ``seconds``: via diskcache or a raw ``BEGIN``."""
+    if how == "diskcache":
+        import diskcache
+
+        from latecore.cache import SafeDisk
+
+        with diskcache.Cache(directory, disk=SafeDisk) as store, store.transact():
+            print("locked", flush=True)
+            time.sleep(seconds)
+    else:
+        connection = sqlite3.connect(os.path.join(directory, "cache.db"), isolation_level=None)
+        connection.execute("BEGIN IMMEDIATE")
+        print("locked", flush=True)
+        time.sleep(seconds)
+        connection.execute("COMMIT")
+        connection.close()
+    print("released", flush=True)
+
+
+if __name__ == "__main__":
+    mode, *args = sys.argv[1:]
+    if mode == "storm":
+        storm(args[0], int(args[1]), int(args[2]), int(args[3]), args[4])
+    elif mode == "cold":
+        cold(args[0], args[1], int(args[2]), int(args[3]))
+    elif mode == "crash":
+        crash(args[0], int(args[1]))
+    elif mode == "hold":
+        hold(args[0], args[1], float(args[2]))
+    else:
+        raise SystemExit(f"unknown mode {mode!r}")
