@@ -1,4 +1,10 @@
-"""A searchable collection of documents scored by exact MaxSim."""
+"""A searchable collection of documents scored by exact MaxSim.
+
+The documents and their token vectors always live in the :class:`LateIndex`;
+a backend (:mod:`latecore.backends`) decides which of them a query is scored
+against: all of them (``exact``), or candidates from PLAID (``plaid``) or a
+Qdrant collection (``qdrant``), re-scored by exact MaxSim.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +14,15 @@ import threading
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import TracebackType
 from typing import Any, Literal
 
 import numpy as np
 
+from .backends import Backend, Corpus, SavedState, backend_class, make_backend
 from .encoder import BaseEncoder
 from .errors import FingerprintMismatchError, IndexFormatError
-from .maxsim import PackedDocuments, top_k
+from .maxsim import PackedDocuments
 from .results import SearchHit
 
 __all__ = ["LateIndex"]
@@ -36,8 +44,11 @@ class LateIndex:
     """Documents (ids, texts, metadata) searchable by exact MaxSim.
 
     Token vectors of all documents are kept packed in one matrix (float16 by
-    default) between queries; a search is one pass of GEMM blocks over it, never
-    a rebuild.
+    default) between queries. With the default ``exact`` backend a search is one
+    pass of GEMM blocks over it, never a rebuild; the ``plaid`` and ``qdrant``
+    backends pick candidates first and re-score them exactly from that matrix,
+    so every backend returns ``exact``'s scores for the documents it returns
+    (see ``README.scaling.md`` for which to choose).
 
     Parameters
     ----------
@@ -45,6 +56,12 @@ class LateIndex:
         The encoder for documents and queries; its cache (if any) is used.
     dtype
         Storage dtype of the packed vectors, ``"float16"`` (default) or ``"float32"``.
+    backend
+        ``"exact"`` (default), ``"plaid"`` or ``"qdrant"``, or a
+        :class:`~latecore.backends.Backend` instance.
+    **backend_options
+        Passed to the backend: see :class:`~latecore.backends.plaid.PlaidBackend`
+        and :class:`~latecore.backends.qdrant.QdrantBackend`.
 
     Examples
     --------
@@ -61,7 +78,12 @@ class LateIndex:
     """
 
     def __init__(
-        self, encoder: BaseEncoder, *, dtype: Literal["float16", "float32"] = "float16"
+        self,
+        encoder: BaseEncoder,
+        *,
+        dtype: Literal["float16", "float32"] = "float16",
+        backend: str | Backend = "exact",
+        **backend_options: Any,
     ) -> None:
         if dtype not in ("float16", "float32"):
             raise ValueError(f"dtype must be 'float16' or 'float32', got {dtype!r}")
@@ -76,6 +98,8 @@ class LateIndex:
         self._n_tokens = 0
         self._packed: PackedDocuments | None = None
         self._lock = threading.RLock()
+        self._backend = make_backend(backend, **backend_options)
+        self._backend.attach(self._corpus(), None)
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -84,7 +108,51 @@ class LateIndex:
         return doc_id in self._positions
 
     def __repr__(self) -> str:
-        return f"LateIndex({len(self)} documents, {self._n_tokens} token vectors)"
+        backend = "" if self._backend.name == "exact" else f", backend={self._backend.name!r}"
+        return f"LateIndex({len(self)} documents, {self._n_tokens} token vectors{backend})"
+
+    def __enter__(self) -> LateIndex:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def backend(self) -> Backend:
+        """The search backend (``backend.name`` is ``"exact"``, ``"plaid"`` or ``"qdrant"``)."""
+        return self._backend
+
+    def build(self) -> None:
+        """Build the backend's search structure now rather than at the next search.
+
+        For ``plaid``: a PLAID snapshot of every document (worth calling after a
+        bulk :meth:`add`); ``exact`` and ``qdrant`` have nothing to build.
+        """
+        with self._lock:
+            self._backend.build(self._corpus())
+
+    def close(self) -> None:
+        """Release the backend's resources (clients, temporary files); idempotent.
+
+        A closed ``plaid`` or ``qdrant`` index must not be searched again; an
+        ``exact`` one has nothing to release. Also called on leaving a ``with`` block.
+        """
+        with self._lock:
+            self._backend.close()
+
+    def _corpus(self) -> Corpus:
+        return Corpus(
+            ids=self._ids,
+            positions=self._positions,
+            packed=self._packed_documents(),
+            texts=self._texts,
+            metadatas=self._metadatas,
+        )
 
     @property
     def ids(self) -> list[str]:
@@ -129,10 +197,18 @@ class LateIndex:
                 raise TypeError(f"metadata {i} must be a mapping, got {type(meta).__name__}")
         if not texts:
             return []
-        vectors = self.encoder.encode_documents(texts)
+        vectors = [np.asarray(v, dtype=self.dtype) for v in self.encoder.encode_documents(texts)]
+        metadata_dicts = [dict(m or {}) for m in metas]
         with self._lock:
-            self.delete([i for i in new_ids if i in self._positions])
-            self._append(new_ids, texts, [dict(m or {}) for m in metas], vectors)
+            dims = {v.shape[1] for v in vectors}
+            if self._n_tokens:
+                dims.add(self._matrix.shape[1])
+            if len(dims) != 1:
+                raise ValueError(f"vector dimensions differ: {sorted(dims)}")
+            # The backend first: if it fails, the index is unchanged.
+            self._backend.add(new_ids, vectors, texts, metadata_dicts)
+            self._remove([i for i in new_ids if i in self._positions])
+            self._append(new_ids, texts, metadata_dicts, vectors)
         return new_ids
 
     def _append(
@@ -142,12 +218,7 @@ class LateIndex:
         metadatas: list[dict[str, Any]],
         vectors: Sequence[np.ndarray],
     ) -> None:
-        dims = {v.shape[1] for v in vectors}
-        if self._n_tokens:
-            dims.add(self._matrix.shape[1])
-        if len(dims) != 1:
-            raise ValueError(f"vector dimensions differ: {sorted(dims)}")
-        dim = dims.pop()
+        dim = vectors[0].shape[1]
         added = sum(v.shape[0] for v in vectors)
         needed = self._n_tokens + added
         if needed > self._matrix.shape[0] or self._matrix.shape[1] != dim:
@@ -172,6 +243,15 @@ class LateIndex:
         """Remove documents by id; unknown ids are ignored. Returns how many were removed."""
         if isinstance(ids, str):
             raise TypeError("delete takes a sequence of ids; wrap a single id in a list")
+        with self._lock:
+            present = list(dict.fromkeys(i for i in ids if i in self._positions))
+            if not present:
+                return 0
+            self._backend.delete(present)
+            return self._remove(present)
+
+    def _remove(self, ids: list[str]) -> int:
+        """Remove documents from the local store only (the backend was told already)."""
         with self._lock:
             doomed = {self._positions[i] for i in ids if i in self._positions}
             if not doomed:
@@ -215,13 +295,15 @@ class LateIndex:
             return [[] for _ in queries]
         query_vectors = self.encoder.encode_queries(queries)
         with self._lock:
-            scores = self._packed_documents().score(query_vectors)
+            rankings = self._backend.search(self._corpus(), query_vectors, k)
             return [
                 [
-                    SearchHit(self._ids[i], float(row[i]), self._texts[i], dict(self._metadatas[i]))
-                    for i in top_k(row, k)
+                    SearchHit(self._ids[i], float(s), self._texts[i], dict(self._metadatas[i]))
+                    for i, s in zip(
+                        ranking.positions.tolist(), ranking.scores.tolist(), strict=True
+                    )
                 ]
-                for row in scores
+                for ranking in rankings
             ]
 
     def score(self, query: str, ids: Sequence[str]) -> np.ndarray:
@@ -257,7 +339,10 @@ class LateIndex:
         """Write the index to directory ``path`` (created if needed; files replaced).
 
         Vectors go to ``.npy`` files, documents to JSON lines: nothing is pickled.
-        Metadata values must be JSON-serialisable.
+        Metadata values must be JSON-serialisable. The backend's name, settings
+        and state go into the manifest (a PLAID snapshot is copied into
+        ``path/plaid``; a Qdrant collection stays where it is, and no API key
+        is ever written).
         """
         directory = Path(path)
         directory.mkdir(parents=True, exist_ok=True)
@@ -269,6 +354,7 @@ class LateIndex:
                 ]
             except TypeError as error:
                 raise TypeError(f"metadata must be JSON-serialisable to save: {error}") from error
+            backend_state = self._backend.save(directory)
             manifest = {
                 "format": _FORMAT,
                 "version": _FORMAT_VERSION,
@@ -276,6 +362,11 @@ class LateIndex:
                 "dtype": self.dtype.name,
                 "fingerprint": self.encoder.fingerprint,
                 "fingerprint_fields": self.encoder.fingerprint_fields,
+                "backend": {
+                    "name": self._backend.name,
+                    "options": self._backend.options,
+                    "state": backend_state,
+                },
             }
             files = {
                 _VECTORS: lambda f: np.save(f, self._matrix[: self._n_tokens], allow_pickle=False),
@@ -290,8 +381,20 @@ class LateIndex:
                 os.replace(partial, directory / name)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], encoder: BaseEncoder) -> LateIndex:
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        encoder: BaseEncoder,
+        *,
+        backend: str | Backend | None = None,
+        **backend_options: Any,
+    ) -> LateIndex:
         """Read an index written by :meth:`save`.
+
+        The index gets the backend it was saved with, with its saved settings
+        updated by ``backend_options`` (for example ``api_key=`` for a Qdrant
+        server: keys are never saved). Another ``backend`` indexes the loaded
+        documents anew (``backend="exact"`` needs nothing to be built).
 
         Raises
         ------
@@ -335,4 +438,16 @@ class LateIndex:
         index._texts = [r["text"] for r in records]
         index._metadatas = [r.get("metadata") or {} for r in records]
         index._positions = {doc_id: p for p, doc_id in enumerate(index._ids)}
+        index._packed = None
+        saved = manifest.get("backend") or {"name": "exact"}
+        if backend is None or backend == saved["name"]:
+            saved_class = backend_class(saved["name"])
+            options = saved_class.merge_options(saved.get("options", {}), backend_options)
+            chosen = saved_class(**options)
+            state: SavedState | None = SavedState(directory, saved.get("state") or {})
+        else:
+            chosen = make_backend(backend, **backend_options)
+            state = None
+        chosen.attach(index._corpus(), state)
+        index._backend = chosen
         return index

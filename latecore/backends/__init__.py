@@ -1,0 +1,79 @@
+"""Search backends of :class:`~latecore.index.LateIndex`: ``exact``, ``plaid``, ``qdrant``.
+
+``LateIndex(encoder, backend="plaid", **options)`` picks one; the API and the
+scores stay those of ``exact`` (see :mod:`latecore.backends.base`). The
+``plaid`` and ``qdrant`` modules are imported only when chosen, so
+``import latecore`` never loads fast-plaid, torch or qdrant-client.
+
+Examples
+--------
+>>> from latecore.backends import make_backend
+>>> make_backend("exact").name
+'exact'
+>>> make_backend("faiss")
+Traceback (most recent call last):
+...
+ValueError: unknown backend 'faiss'; choose one of: exact, plaid, qdrant
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .base import Backend, Corpus, Ranking, SavedState
+from .exact import ExactBackend
+
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "Corpus",
+    "ExactBackend",
+    "Ranking",
+    "SavedState",
+    "backend_class",
+    "make_backend",
+]
+
+BACKENDS: dict[str, str] = {
+    "exact": "latecore.backends.exact:ExactBackend",
+    "plaid": "latecore.backends.plaid:PlaidBackend",
+    "qdrant": "latecore.backends.qdrant:QdrantBackend",
+}
+"""Backend name -> ``module:class``, imported on first use."""
+
+
+def backend_class(name: str) -> type[Backend]:
+    """The backend class registered as ``name`` (its module is imported now).
+
+    Raises
+    ------
+    ValueError
+        If the name is unknown.
+    """
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; choose one of: {', '.join(BACKENDS)}")
+    module_name, class_name = BACKENDS[name].split(":")
+    cls: type[Backend] = getattr(importlib.import_module(module_name), class_name)
+    return cls
+
+
+def make_backend(backend: str | Backend, **options: Any) -> Backend:
+    """A backend instance from its name and options (an instance is returned as is).
+
+    Raises
+    ------
+    ValueError
+        If the name is unknown, or options are given with an instance.
+    ImportError
+        If the backend's optional dependency is missing; the message names the
+        extra to install (``pip install 'latecore[qdrant]'``).
+    """
+    if isinstance(backend, Backend):
+        if options:
+            raise ValueError(
+                f"backend options {sorted(options)} were given with a backend instance; "
+                "pass them to the backend's constructor instead"
+            )
+        return backend
+    return backend_class(backend)(**options)

@@ -1,0 +1,48 @@
+"""The ``exact`` backend: every query is scored against every stored document."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..maxsim import top_k
+from .base import Backend, Corpus, Ranking
+
+__all__ = ["ExactBackend"]
+
+
+class ExactBackend(Backend):
+    """Brute-force MaxSim over the packed matrix: exact, no state, no build step.
+
+    One pass of GEMM blocks over all stored vectors per batch of queries; best
+    up to a few hundred thousand documents on a CPU (see ``README.scaling.md``).
+
+    Examples
+    --------
+    >>> from latecore.backends import Corpus
+    >>> corpus = Corpus.from_vectors(["a", "b"], [np.eye(2), np.ones((1, 2))])
+    >>> query = np.array([[0.0, 1.0]], dtype=np.float32)
+    >>> ExactBackend().search(corpus, [query], k=1)[0].positions.tolist()
+    [0]
+    """
+
+    name = "exact"
+
+    def add(
+        self,
+        ids: Sequence[str],
+        vectors: Sequence[np.ndarray],
+        texts: Sequence[str],
+        metadatas: Sequence[Mapping[str, Any]],
+    ) -> None:
+        """Nothing to do: the LateIndex stores the vectors."""
+
+    def delete(self, ids: Sequence[str]) -> None:
+        """Nothing to do: the LateIndex stores the vectors."""
+
+    def search(self, corpus: Corpus, queries: Sequence[np.ndarray], k: int) -> list[Ranking]:
+        """Score all documents, keep the best ``k`` (ties: insertion order)."""
+        scores = corpus.packed.score(queries)
+        return [Ranking(order, row[order]) for row in scores for order in [top_k(row, k)]]
