@@ -28,6 +28,7 @@ import numpy as np
 
 from .encoder import BaseEncoder
 from .index import LateIndex
+from .maxsim import check_k
 from .results import HybridHit
 
 if TYPE_CHECKING:
@@ -72,11 +73,6 @@ def _check_settings(fusion: str, rrf_k: int, alpha: float) -> None:
 def _check_candidates(candidates: int) -> None:
     if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 1:
         raise ValueError(f"candidates must be a positive integer, got {candidates!r}")
-
-
-def _check_k(k: int) -> None:
-    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
-        raise ValueError(f"k must be a non-negative integer, got {k!r}")
 
 
 def _ranks(order: np.ndarray) -> np.ndarray:
@@ -402,7 +398,7 @@ class HybridSearcher:
         if isinstance(queries, str):
             raise TypeError("search_batch takes a sequence of queries; use search for one")
         queries = list(queries)
-        _check_k(k)
+        check_k(k)
         fusion = self.fusion if fusion is None else fusion
         _check_fusion(fusion)
         n = self.candidates if candidates is None else candidates

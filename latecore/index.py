@@ -22,7 +22,7 @@ import numpy as np
 from .backends import Backend, Corpus, SavedState, backend_class, make_backend
 from .encoder import BaseEncoder
 from .errors import FingerprintMismatchError, IndexFormatError
-from .maxsim import PackedDocuments
+from .maxsim import PackedDocuments, check_k
 from .results import SearchHit
 
 __all__ = ["LateIndex"]
@@ -33,11 +33,6 @@ _MANIFEST = "latecore-index.json"
 _VECTORS = "vectors.npy"
 _LENGTHS = "lengths.npy"
 _DOCUMENTS = "documents.jsonl"
-
-
-def _check_k(k: int) -> None:
-    if not isinstance(k, int) or k < 0:
-        raise ValueError(f"k must be a non-negative integer, got {k!r}")
 
 
 class LateIndex:
@@ -285,7 +280,7 @@ class LateIndex:
 
     def search_batch(self, queries: Sequence[str], k: int = 10) -> list[list[SearchHit]]:
         """:meth:`search` for many queries; queries are encoded in one call."""
-        _check_k(k)
+        check_k(k)
         if isinstance(queries, str):
             raise TypeError("search_batch takes a sequence of queries; use search for one")
         queries = list(queries)
