@@ -18,6 +18,7 @@ import os
 import sqlite3
 import struct
 import threading
+import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -46,6 +47,9 @@ CACHE_SCHEMA_VERSION = 1
 """Bumped whenever the key derivation or the value framing changes."""
 
 StorageDtype = Literal["float16", "float32"]
+
+_READ_CHUNK = 256
+"""Keys per SELECT in get_many (well below SQLite's limit on bound parameters)."""
 
 _MAGIC = b"LCMV"
 _FRAME_VERSION = 1
@@ -343,25 +347,44 @@ class MultivectorCache:
     def get_many(self, keys: Sequence[bytes]) -> list[np.ndarray | None]:
         """Arrays (in the storage dtype, read-only) for ``keys``; ``None`` for each miss.
 
-        A row that cannot be read or fails validation is a miss, never an error.
+        Keys not in the hot tier are read with one query per chunk of keys rather
+        than one per key. A row that cannot be read or fails validation is a
+        miss, never an error.
         """
-        found: list[np.ndarray | None] = []
-        for key in keys:
-            array = self._recall(key)
-            if array is None:
-                try:
-                    array = decode_multivector(self._store.get(key, retry=True))
-                except (sqlite3.Error, diskcache.Timeout, OSError) as error:
-                    logger.warning("cache read failed, treating as a miss: %s", error)
-                    array = None
-                if array is not None:
-                    self._remember(key, array)
-            found.append(array)
+        found: list[np.ndarray | None] = [self._recall(key) for key in keys]
+        wanted = list(dict.fromkeys(k for k, a in zip(keys, found, strict=True) if a is None))
+        stored: dict[bytes, np.ndarray] = {}
+        for start in range(0, len(wanted), _READ_CHUNK):
+            try:
+                stored.update(self._read(wanted[start : start + _READ_CHUNK]))
+            except (sqlite3.Error, diskcache.Timeout, OSError) as error:
+                logger.warning("cache read failed, treating as misses: %s", error)
+        for key, array in stored.items():
+            self._remember(key, array)
+        found = [stored.get(k) if a is None else a for k, a in zip(keys, found, strict=True)]
         hits = sum(array is not None for array in found)
         with self._lock:
             self._hits += hits
             self._misses += len(found) - hits
         return found
+
+    def _read(self, keys: list[bytes]) -> dict[bytes, np.ndarray]:
+        """Valid stored arrays for ``keys``, in one query; every row goes through SafeDisk."""
+        # diskcache has no batch get; this reads its Cache table (schema stable in 5.x)
+        # the way Cache.get does, including the expiry condition.
+        query = (
+            "SELECT key, mode, filename, value FROM Cache WHERE raw = 1"
+            f" AND key IN ({','.join('?' * len(keys))})"
+            " AND (expire_time IS NULL OR expire_time > ?)"
+        )
+        rows = self._store._con.execute(query, (*keys, time.time())).fetchall()
+        disk = self._store.disk
+        arrays = {}
+        for key, mode, filename, value in rows:
+            array = decode_multivector(disk.fetch(mode, filename, value, False))
+            if array is not None:
+                arrays[bytes(key)] = array
+        return arrays
 
     def put_many(self, keys: Sequence[bytes], arrays: Sequence[np.ndarray]) -> None:
         """Store ``arrays`` (converted to the storage dtype) under ``keys`` in one transaction.
