@@ -8,9 +8,11 @@ Workload (issue 2): 1 query of 32 tokens against 10,000 documents of 50-300 toke
 - pylate: ``pylate.scores.colbert_scores`` on the same documents zero-padded as
   pylate pads them (``pad_sequence`` of float32 tensors); timed with and
   without the padding step.
-- GEMM: the same multiply-adds as plain float32 ``torch.mm`` calls over the same
-  4k-token blocks of an already float32 matrix into a reused output: this
-  machine's practical GEMM throughput for the shape (no upcast, no reduction).
+- GEMM: the same multiply-adds as plain float32 ``torch.mm`` calls over 4k-token
+  blocks into a reused output, no upcast, no reduction: once streaming through an
+  already float32 copy of the matrix (twice latecore's memory traffic), and once
+  on a single block that stays in cache (the machine's compute-bound peak for
+  the shape; the acceptance figure).
 
 The three are interleaved round by round after a few seconds of spin-up, and
 medians are reported. Run: ``python benchmarks/bench_maxsim.py``.
@@ -79,6 +81,17 @@ def main() -> None:
             block = torch.from_numpy(packed32.matrix[start:end])
             torch.mm(query_t, block.T, out=gemm_out[: 32 * (end - start)].view(32, end - start))
 
+    first_block = torch.from_numpy(
+        packed32.matrix[: int(packed32.offsets[blocks[0][1]])]
+    ).contiguous()
+    block_widths = [int(packed32.offsets[b] - packed32.offsets[a]) for a, b in blocks]
+
+    def gemm_in_cache() -> None:
+        # the same multiply-adds on one block that stays in cache: compute-bound peak
+        for width in block_widths:
+            width = min(width, first_block.shape[0])
+            torch.mm(query_t, first_block[:width].T, out=gemm_out[: 32 * width].view(32, width))
+
     # correctness on this data (all similarities can be negative: compare where pylate is exact)
     ours = latecore_score()
     reference = np.array([(query @ d.astype(np.float32).T).max(1).sum() for d in docs16[:200]])
@@ -89,12 +102,14 @@ def main() -> None:
         latecore_score()
         gemm_only()
 
-    samples: dict[str, list[float]] = {"latecore": [], "pylate+pad": [], "pylate": [], "gemm": []}
+    names = ("latecore", "pylate+pad", "pylate", "gemm", "gemm-cache")
+    samples: dict[str, list[float]] = {name: [] for name in names}
     for _ in range(args.rounds):
         samples["latecore"].append(timed(latecore_score))
         samples["pylate+pad"].append(timed(pylate_pad_and_score))
         samples["pylate"].append(timed(pylate_score_only))
         samples["gemm"].append(timed(gemm_only))
+        samples["gemm-cache"].append(timed(gemm_in_cache))
     median = {name: statistics.median(times) for name, times in samples.items()}
     n = args.documents
     flops = 2 * 32 * 128 * packed.n_tokens
@@ -106,7 +121,8 @@ def main() -> None:
         ("latecore", "latecore packed GEMM + reduceat"),
         ("pylate+pad", "pylate colbert_scores incl. pad"),
         ("pylate", "pylate colbert_scores (pre-padded)"),
-        ("gemm", "float32 GEMM only (same shape)"),
+        ("gemm", "float32 GEMM, streaming (same)"),
+        ("gemm-cache", "float32 GEMM, in cache (peak)"),
     ):
         seconds = median[name]
         print(f"{label:<34}{seconds:>10.4f}{n / seconds:>12,.0f}{flops / seconds / 1e9:>10.1f}")
@@ -114,7 +130,9 @@ def main() -> None:
         f"ratio latecore / pylate (incl. pad):   {median['pylate+pad'] / median['latecore']:.1f}x"
     )
     print(f"ratio latecore / pylate (pre-padded):  {median['pylate'] / median['latecore']:.1f}x")
-    print(f"fraction of float32 GEMM throughput:   {median['gemm'] / median['latecore']:.0%}")
+    peak, streaming = median["gemm-cache"], median["gemm"]
+    print(f"fraction of float32 GEMM peak (in cache):   {peak / median['latecore']:.0%}")
+    print(f"fraction of float32 GEMM (streaming):       {streaming / median['latecore']:.0%}")
 
 
 if __name__ == "__main__":
