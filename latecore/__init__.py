@@ -17,6 +17,7 @@ from .errors import (
     ModelLoadError,
     ZeroShotWarning,
 )
+from .evaluate import Evaluation, compare, evaluate
 from .explain import explain, highlight
 from .hybrid import HybridSearcher
 from .index import LateIndex
@@ -31,6 +32,7 @@ __all__ = [
     "BaseEncoder",
     "CacheStats",
     "Encoder",
+    "Evaluation",
     "FingerprintMismatchError",
     "HybridHit",
     "HybridSearcher",
@@ -46,6 +48,8 @@ __all__ = [
     "ZeroShotWarning",
     "__version__",
     "cache_key",
+    "compare",
+    "evaluate",
     "explain",
     "highlight",
     "load_encoder",
