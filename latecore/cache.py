@@ -19,7 +19,6 @@ import sqlite3
 import struct
 import threading
 import time
-import zlib
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from typing import Any, Literal
 
 import diskcache
 import numpy as np
+import xxhash
 from diskcache.core import MODE_BINARY, MODE_RAW
 
 __all__ = [
@@ -52,9 +52,10 @@ _READ_CHUNK = 256
 """Keys per SELECT in get_many (well below SQLite's limit on bound parameters)."""
 
 _MAGIC = b"LCMV"
-_FRAME_VERSION = 1
-# magic, frame version, dtype code, 2 pad bytes, rows, cols, crc32 of the payload
-_HEADER = struct.Struct("<4sBBxxIII")
+_FRAME_VERSION = 2
+# magic, frame version, dtype code, 2 pad bytes, rows, cols, XXH3-64 of the payload.
+# (Version 1 used CRC-32, 12x slower to verify; its frames now read as misses.)
+_HEADER = struct.Struct("<4sBBxxIIQ")
 _DTYPE_CODES: dict[str, int] = {"float16": 1, "float32": 2}
 _CODE_DTYPES = {code: np.dtype(name) for name, code in _DTYPE_CODES.items()}
 
@@ -124,7 +125,7 @@ def encode_multivector(array: np.ndarray, dtype: StorageDtype = "float16") -> by
         _DTYPE_CODES[dtype],
         array.shape[0],
         array.shape[1],
-        zlib.crc32(payload),
+        xxhash.xxh3_64_intdigest(payload),
     )
     return header + payload
 
@@ -151,7 +152,10 @@ def decode_multivector(data: object) -> np.ndarray | None:
         return None
     dtype = _CODE_DTYPES[code]
     payload = memoryview(data)[_HEADER.size :]
-    if len(payload) != rows * cols * dtype.itemsize or zlib.crc32(payload) != checksum:
+    if (
+        len(payload) != rows * cols * dtype.itemsize
+        or xxhash.xxh3_64_intdigest(payload) != checksum
+    ):
         return None
     array = np.frombuffer(payload, dtype=dtype).reshape(rows, cols)
     array.flags.writeable = False
