@@ -43,7 +43,7 @@ class LateIndex:
     pass of GEMM blocks over it, never a rebuild; the ``plaid`` and ``qdrant``
     backends pick candidates first and re-score them exactly from that matrix,
     so every backend returns ``exact``'s scores for the documents it returns
-    (see ``README.scaling.md`` for which to choose).
+    (see "Scaling out" in the README for which to choose).
 
     Parameters
     ----------

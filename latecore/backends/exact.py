@@ -17,7 +17,7 @@ class ExactBackend(Backend):
     """Brute-force MaxSim over the packed matrix: exact, no state, no build step.
 
     One pass of GEMM blocks over all stored vectors per batch of queries; best
-    up to a few hundred thousand documents on a CPU (see ``README.scaling.md``).
+    up to a few hundred thousand documents on a CPU (see "Scaling out" in the README).
 
     Examples
     --------
