@@ -411,26 +411,29 @@ class HybridSearcher:
         query_tokens = self._tokenize(queries)
         with self._lock:
             lexical = self._current()
-            return [
-                self._search_one(lexical, query, tokens, k, fusion, n)
+            stage_one = [
+                self._candidates(lexical, tokens, n)
                 if query.strip() and k > 0
-                else []
+                else ([], np.zeros(0, dtype=np.float64))
                 for query, tokens in zip(queries, query_tokens, strict=True)
             ]
+            # every query's candidates are scored after one batched query encode
+            colbert = self.index.score_batch(queries, [ids for ids, _ in stage_one])
+            return [
+                self._fuse(ids, bm25_scores, maxsim_scores.astype(np.float64), k, fusion)
+                if ids
+                else []
+                for (ids, bm25_scores), maxsim_scores in zip(stage_one, colbert, strict=True)
+            ]
 
-    def _search_one(
+    def _fuse(
         self,
-        lexical: _Lexical,
-        query: str,
-        query_tokens: list[str],
+        ids: list[str],
+        bm25_scores: np.ndarray,
+        colbert_scores: np.ndarray,
         k: int,
         fusion: Fusion,
-        n: int,
     ) -> list[HybridHit]:
-        ids, bm25_scores = self._candidates(lexical, query_tokens, n)
-        if not ids:
-            return []
-        colbert_scores = self.index.score(query, ids).astype(np.float64)
         fused = fuse(bm25_scores, colbert_scores, fusion, rrf_k=self.rrf_k, alpha=self.alpha)
         top = [int(i) for i in fused.order[:k]]
         stored = self.index.get([ids[i] for i in top])

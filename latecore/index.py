@@ -317,18 +317,30 @@ class LateIndex:
         KeyError
             If an id is not in the index.
         """
-        ids = list(ids)
-        if not ids:
-            return np.zeros(0, dtype=np.float32)
-        query_vectors = self.encoder.encode_queries([query])
+        return self.score_batch([query], [ids])[0]
+
+    def score_batch(self, queries: Sequence[str], ids: Sequence[Sequence[str]]) -> list[np.ndarray]:
+        """:meth:`score` for many queries, each against its own ids; one query encode in all."""
+        if len(queries) != len(ids):
+            raise ValueError(f"got {len(queries)} queries but {len(ids)} id lists")
+        id_lists = [list(i) for i in ids]
+        wanted = [q for q, i in zip(queries, id_lists, strict=True) if i]
+        vectors = iter(self.encoder.encode_queries(wanted) if wanted else [])
         with self._lock:
-            missing = [i for i in ids if i not in self._positions]
+            missing = [i for doc_ids in id_lists for i in doc_ids if i not in self._positions]
             if missing:
                 raise KeyError(f"ids not in the index: {missing[:5]}")
-            positions = [self._positions[i] for i in ids]
             offsets = self._packed_documents().offsets
-            segments = [self._matrix[offsets[p] : offsets[p + 1]] for p in positions]
-            return PackedDocuments(segments, dtype=self.dtype).score(query_vectors)[0]
+            results = []
+            for doc_ids in id_lists:
+                if not doc_ids:
+                    results.append(np.zeros(0, dtype=np.float32))
+                    continue
+                positions = [self._positions[i] for i in doc_ids]
+                segments = [self._matrix[offsets[p] : offsets[p + 1]] for p in positions]
+                packed = PackedDocuments(segments, dtype=self.dtype)
+                results.append(packed.score([next(vectors)])[0])
+            return results
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the index to directory ``path`` (created if needed; files replaced).

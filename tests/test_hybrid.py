@@ -298,3 +298,22 @@ def test_minilm_colbert_scores_equal_plain_maxsim(
     vectors = minilm_encoder.encode_queries([query])[0]
     reference = maxsim(vectors, minilm_encoder.encode_documents([h.text for h in hits]))
     assert [h.colbert_score for h in hits] == pytest.approx(reference.tolist(), abs=1e-2)
+
+
+def test_search_batch_encodes_all_queries_in_one_model_call() -> None:
+    encoder = FakeEncoder()
+    searcher = HybridSearcher.from_texts(
+        ["paris is in france", "berlin is in germany", "rome is in italy"], encoder
+    )
+    before = encoder.calls
+    batch = searcher.search_batch(["paris france", "berlin", "nothing matches zzz", "rome"], k=2)
+    assert encoder.calls == before + 1
+    assert [len(hits) for hits in batch] == [1, 1, 0, 1]
+    for query, hits in zip(["paris france", "berlin"], batch, strict=False):
+        single = searcher.search(query, k=2)
+        assert [h.id for h in hits] == [h.id for h in single]
+        assert [h.colbert_score for h in hits] == pytest.approx(
+            [h.colbert_score for h in single], abs=1e-5
+        )
+    with pytest.raises(ValueError, match="id lists"):
+        searcher.index.score_batch(["a", "b"], [["x"]])
