@@ -194,12 +194,11 @@ def _pylate_save(
     query_length: int,
     document_length: int,
 ) -> None:
-    import torch
     from pylate.models import ColBERT
 
-    state = torch.random.get_rng_state()
-    try:
-        torch.manual_seed(seed)
+    from .testing import seeded_torch
+
+    with seeded_torch(seed):
         model = ColBERT(
             str(base),
             device="cpu",
@@ -210,16 +209,13 @@ def _pylate_save(
             document_length=document_length,
             do_query_expansion=True,
         )
-    finally:
-        torch.random.set_rng_state(state)
     model.save(str(path))
 
 
 def _modernbert(path: Path, seed: int) -> CheckpointSpec:
-    import torch
     from transformers import ModernBertConfig, ModernBertModel, PreTrainedTokenizerFast
 
-    from .testing import _TINY_WORDS
+    from .testing import _TINY_WORDS, seeded_torch
 
     base = path.parent / f".{path.name}-base"
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[Q] ", "[D] "]
@@ -248,12 +244,8 @@ def _modernbert(path: Path, seed: int) -> CheckpointSpec:
         global_attn_every_n_layers=1,
         local_attention=16,
     )
-    state = torch.random.get_rng_state()
-    try:
-        torch.manual_seed(seed)
+    with seeded_torch(seed):
         ModernBertModel(config).save_pretrained(str(base), safe_serialization=True)
-    finally:
-        torch.random.set_rng_state(state)
     _pylate_save(
         base,
         path,
@@ -270,9 +262,10 @@ def _modernbert(path: Path, seed: int) -> CheckpointSpec:
 
 
 def _xlm_roberta(path: Path, seed: int) -> CheckpointSpec:
-    import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast, XLMRobertaConfig, XLMRobertaModel
+
+    from .testing import seeded_torch
 
     base = path.parent / f".{path.name}-base"
     specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>", "[QueryMarker]", "[DocumentMarker]"]
@@ -310,12 +303,8 @@ def _xlm_roberta(path: Path, seed: int) -> CheckpointSpec:
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
-    state = torch.random.get_rng_state()
-    try:
-        torch.manual_seed(seed)
+    with seeded_torch(seed):
         XLMRobertaModel(config).save_pretrained(str(base), safe_serialization=True)
-    finally:
-        torch.random.set_rng_state(state)
     _pylate_save(
         base,
         path,

@@ -15,9 +15,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,7 @@ __all__ = [
     "CheckpointSpec",
     "FakeEncoder",
     "bundled_minilm_path",
+    "seeded_torch",
     "write_checkpoint",
     "write_tiny_bert_checkpoint",
 ]
@@ -248,6 +251,24 @@ _TINY_WORDS = [
 ]
 
 
+@contextlib.contextmanager
+def seeded_torch(seed: int) -> Iterator[None]:
+    """Run a block with torch's global generator seeded; its previous state is restored after.
+
+    Model constructors draw their initial weights from the global generator, so
+    this makes a seeded checkpoint byte-identical in every process without
+    disturbing the caller's random stream.
+    """
+    import torch
+
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        yield
+    finally:
+        torch.random.set_rng_state(state)
+
+
 def write_tiny_bert_checkpoint(
     directory: str | os.PathLike[str],
     *,
@@ -277,7 +298,6 @@ def write_tiny_bert_checkpoint(
     pathlib.Path
         ``directory``.
     """
-    import torch
     from transformers import BertConfig, BertModel, BertTokenizer
 
     path = Path(directory)
@@ -299,12 +319,8 @@ def write_tiny_bert_checkpoint(
         intermediate_size=2 * hidden_size,
         max_position_embeddings=512,
     )
-    generator_state = torch.random.get_rng_state()
-    try:
-        torch.manual_seed(seed)
+    with seeded_torch(seed):
         model = BertModel(config)
-    finally:
-        torch.random.set_rng_state(generator_state)
     model.save_pretrained(str(path), safe_serialization=True)
     return path
 
