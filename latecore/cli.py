@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, TextIO, get_args
 
 from .cache import MultivectorCache, default_cache_dir
-from .encoder import DEFAULT_MODEL, Encoder
+from .encoder import DEFAULT_MODEL, Encoder, progress_enabled
 from .errors import LatecoreError, ModelLoadError, ZeroShotWarning
 from .explain import Style, explain, highlight
 from .hybrid import Fusion, HybridSearcher
@@ -202,10 +202,6 @@ def load_documents(
     return list(unique.values())
 
 
-def _progress_enabled(args: argparse.Namespace) -> bool:
-    return not args.no_progress and os.environ.get("LATECORE_PROGRESS", "1") != "0"
-
-
 def _quiet_transformers() -> None:
     """Silence transformers' load reports and bars: the command prints its own status."""
     try:
@@ -249,7 +245,7 @@ def _build(
         desc="Indexing",
         unit="chunk",
         file=err,
-        disable=not _progress_enabled(args),
+        disable=not progress_enabled(False if args.no_progress else None),
     ) as bar:
         for start in range(0, len(chunks), _INDEX_BATCH):
             batch = chunks[start : start + _INDEX_BATCH]

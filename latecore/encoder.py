@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from pylate.models import ColBERT
     from typing_extensions import Self
 
-__all__ = ["DEFAULT_MODEL", "BaseEncoder", "Encoder", "Role", "load_encoder"]
+__all__ = ["DEFAULT_MODEL", "BaseEncoder", "Encoder", "Role", "load_encoder", "progress_enabled"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +56,21 @@ def _check_texts(texts: Sequence[str], what: str) -> list[str]:
         if not isinstance(text, str):
             raise TypeError(f"{what}: item {i} is {type(text).__name__}, not str")
     return checked
+
+
+def progress_enabled(show_progress: bool | None) -> bool:
+    """``show_progress``, or when ``None`` whether ``$LATECORE_PROGRESS`` is not ``0``.
+
+    The one rule for every progress bar latecore shows.
+
+    Examples
+    --------
+    >>> progress_enabled(False)
+    False
+    """
+    if show_progress is None:
+        return os.environ.get("LATECORE_PROGRESS", "1") != "0"
+    return show_progress
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -109,9 +124,7 @@ class BaseEncoder(ABC):
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self._cache = cache
         self.batch_size = batch_size
-        if show_progress is None:
-            show_progress = os.environ.get("LATECORE_PROGRESS", "1") != "0"
-        self.show_progress = show_progress
+        self.show_progress = progress_enabled(show_progress)
         self._model_lock = threading.RLock()
 
     @property

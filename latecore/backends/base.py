@@ -18,7 +18,6 @@ the same documents; only *which* documents reach the top ``k`` can differ.
 
 from __future__ import annotations
 
-import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -29,14 +28,7 @@ import numpy as np
 
 from ..maxsim import PackedDocuments, top_k
 
-__all__ = ["Backend", "Corpus", "Ranking", "SavedState", "progress_enabled"]
-
-
-def progress_enabled(show_progress: bool | None) -> bool:
-    """``show_progress``, or when ``None`` whether ``$LATECORE_PROGRESS`` is not ``0``."""
-    if show_progress is None:
-        return os.environ.get("LATECORE_PROGRESS", "1") != "0"
-    return show_progress
+__all__ = ["Backend", "Corpus", "Ranking", "SavedState"]
 
 
 class Ranking(NamedTuple):

@@ -43,7 +43,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .base import Backend, Corpus, Ranking, SavedState, merge_rankings, progress_enabled
+from ..encoder import progress_enabled
+from .base import Backend, Corpus, Ranking, SavedState, merge_rankings
 
 __all__ = ["LATECORE_NAMESPACE", "QdrantBackend", "point_id"]
 
