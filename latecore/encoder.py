@@ -442,6 +442,11 @@ class Encoder(BaseEncoder):
             int(self.model.query_length or 0), int(self.model.document_length or 0)
         )
 
+    def model_text(self, text: str) -> str:
+        """The exact string the model sees for ``text``: surrogates replaced, cut to
+        :attr:`max_chars` (character offsets into it are offsets into ``text``)."""
+        return clean_text(text)[: self.max_chars]
+
     def _warn_truncated_queries(self, texts: list[str]) -> None:
         budget = int(self.model.query_length or 0) - 3  # [CLS], the query marker, [SEP]
         lengths = [
@@ -458,7 +463,7 @@ class Encoder(BaseEncoder):
             )
 
     def _encode(self, texts: list[str], *, is_query: bool) -> list[np.ndarray]:
-        texts = [t[: self.max_chars] for t in texts]
+        texts = [self.model_text(t) for t in texts]
         if is_query:
             self._warn_truncated_queries(texts)
         show = self.show_progress and len(texts) > self.batch_size

@@ -166,8 +166,8 @@ def explain(encoder: BaseEncoder, query: str, document: str) -> Explanation:
         raise TypeError("explain takes a query string and a document string")
     if isinstance(encoder, Encoder):
         with encoder._model_lock:
-            query_side = _colbert_side(encoder.model, query, is_query=True)
-            document_side = _colbert_side(encoder.model, document, is_query=False)
+            query_side = _colbert_side(encoder, query, is_query=True)
+            document_side = _colbert_side(encoder, document, is_query=False)
     elif isinstance(encoder, TokenSpans) and isinstance(encoder, BaseEncoder):
         query_side = _generic_side(encoder, query, is_query=True)
         document_side = _generic_side(encoder, document, is_query=False)
@@ -227,9 +227,10 @@ def _generic_side(encoder: Any, text: str, *, is_query: bool) -> _Side:
     )
 
 
-def _colbert_side(model: ColBERT, text: str, *, is_query: bool) -> _Side:
-    """Vectors, tokens and spans of ``text`` exactly as pylate encodes it (lock held)."""
-    cleaned = clean_text(text)
+def _colbert_side(encoder: Encoder, text: str, *, is_query: bool) -> _Side:
+    """Vectors, tokens and spans of ``text`` exactly as the encoder encodes it (lock held)."""
+    model = encoder.model
+    cleaned = encoder.model_text(text)
     out: dict[str, Any] = model.encode(  # type: ignore[assignment]
         [cleaned],
         is_query=is_query,
