@@ -41,6 +41,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ._validation import check_positive
+
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
@@ -222,8 +224,7 @@ def evaluate(
     import ir_measures
     from ir_measures import RR, R, nDCG
 
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
+    check_positive(k, "k")
     judged = _check_qrels(queries, qrels)
     depth = max(k, 10)
     texts = [queries[qid] for qid in judged]

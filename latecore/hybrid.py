@@ -18,7 +18,6 @@ Every hit keeps both stages' scores and ranks (:class:`~latecore.results.HybridH
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 from collections.abc import Mapping, Sequence
@@ -26,10 +25,11 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple, get_args
 
 import numpy as np
 
+from ._validation import check_count, check_positive
 from .encoder import BaseEncoder
 from .index import LateIndex
-from .maxsim import check_k
-from .results import HybridHit
+from .results import HybridHit, SearchHit
+from .searcher import Searcher, check_queries
 
 if TYPE_CHECKING:
     import bm25s
@@ -64,15 +64,9 @@ def _check_fusion(fusion: str) -> None:
 
 def _check_settings(fusion: str, rrf_k: int, alpha: float) -> None:
     _check_fusion(fusion)
-    if isinstance(rrf_k, bool) or not isinstance(rrf_k, int) or rrf_k < 0:
-        raise ValueError(f"rrf_k must be a non-negative integer, got {rrf_k!r}")
-    if not 0.0 <= alpha <= 1.0:
+    check_count(rrf_k, "rrf_k")
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be between 0 and 1, got {alpha!r}")
-
-
-def _check_candidates(candidates: int) -> None:
-    if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 1:
-        raise ValueError(f"candidates must be a positive integer, got {candidates!r}")
 
 
 def _ranks(order: np.ndarray) -> np.ndarray:
@@ -160,7 +154,7 @@ class _Lexical:
         self.retriever = retriever
 
 
-class HybridSearcher:
+class HybridSearcher(Searcher[HybridHit]):
     """BM25 candidates reranked by exact MaxSim, with every stage's score kept.
 
     A query is tokenised for BM25 (lowercased words, stopwords removed, optional
@@ -233,7 +227,7 @@ class HybridSearcher:
         stemmer: str | None = None,
         index: LateIndex | None = None,
     ) -> None:
-        _check_candidates(candidates)
+        check_positive(candidates, "candidates")
         _check_settings(fusion, rrf_k, alpha)
         if index is not None and index.encoder.fingerprint != encoder.fingerprint:
             raise ValueError(
@@ -278,6 +272,15 @@ class HybridSearcher:
 
     def __len__(self) -> int:
         return len(self.index)
+
+    @property
+    def ids(self) -> list[str]:
+        """Document ids in insertion order (those of :attr:`index`)."""
+        return self.index.ids
+
+    def get(self, ids: Sequence[str]) -> list[SearchHit]:
+        """Stored documents for ``ids`` (unknown ids are skipped), with score 0."""
+        return self.index.get(ids)
 
     def __repr__(self) -> str:
         return (
@@ -365,6 +368,7 @@ class HybridSearcher:
         *,
         fusion: Fusion | None = None,
         candidates: int | None = None,
+        **options: Any,
     ) -> list[HybridHit]:
         """The ``k`` best documents for ``query`` by fused score.
 
@@ -382,9 +386,7 @@ class HybridSearcher:
         list of HybridHit
             Best first; ties break by BM25 rank.
         """
-        if not isinstance(query, str):
-            raise TypeError(f"search takes one query string, got {type(query).__name__}")
-        return self.search_batch([query], k, fusion=fusion, candidates=candidates)[0]
+        return super().search(query, k, fusion=fusion, candidates=candidates, **options)
 
     def search_batch(
         self,
@@ -393,19 +395,16 @@ class HybridSearcher:
         *,
         fusion: Fusion | None = None,
         candidates: int | None = None,
+        **options: Any,
     ) -> list[list[HybridHit]]:
         """:meth:`search` for many queries: one list of hits per query, in order."""
-        if isinstance(queries, str):
-            raise TypeError("search_batch takes a sequence of queries; use search for one")
-        queries = list(queries)
-        check_k(k)
+        if options:
+            raise TypeError(f"unknown search options {sorted(options)}; use fusion, candidates")
+        queries = check_queries(queries)
+        check_count(k, "k")
         fusion = self.fusion if fusion is None else fusion
         _check_fusion(fusion)
-        n = self.candidates if candidates is None else candidates
-        _check_candidates(n)
-        for i, query in enumerate(queries):
-            if not isinstance(query, str):
-                raise TypeError(f"query {i} is {type(query).__name__}, not str")
+        n = check_positive(self.candidates if candidates is None else candidates, "candidates")
         if not queries:
             return []
         query_tokens = self._tokenize(queries)
@@ -458,9 +457,10 @@ class HybridSearcher:
         *,
         fusion: Fusion | None = None,
         candidates: int | None = None,
+        **options: Any,
     ) -> list[HybridHit]:
         """:meth:`search` in a worker thread, so the event loop is not blocked."""
-        return await asyncio.to_thread(self.search, query, k, fusion=fusion, candidates=candidates)
+        return await super().asearch(query, k, fusion=fusion, candidates=candidates, **options)
 
 
 def _load_stemmer(language: str | None) -> Any:

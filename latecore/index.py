@@ -1,9 +1,17 @@
-"""A searchable collection of documents scored by exact MaxSim.
+"""A searchable collection of documents scored by exact MaxSim: a store and a backend.
 
-The documents and their token vectors always live in the :class:`LateIndex`;
-a backend (:mod:`latecore.backends`) decides which of them a query is scored
-against: all of them (``exact``), or candidates from PLAID (``plaid``) or a
-Qdrant collection (``qdrant``), re-scored by exact MaxSim.
+:class:`LateIndex` is a facade over two parts (DESIGN §7):
+
+- a *store* (:mod:`latecore.store`) holds the documents (ids, texts, metadata)
+  and their token vectors; every final score is exact MaxSim over them;
+- a *backend* (:mod:`latecore.backends`) proposes the candidates a query is
+  scored against: all documents (``exact``), or PLAID's (``plaid``) or a
+  Qdrant collection's (``qdrant``) candidates.
+
+It implements the :class:`~latecore.searcher.Searcher` protocol that
+:class:`~latecore.hybrid.HybridSearcher` shares and the adapters consume.
+:meth:`LateIndex.save` replaces the saved directory as a whole
+(:mod:`latecore._atomic`): a crash leaves the old index or the new one.
 """
 
 from __future__ import annotations
@@ -11,49 +19,51 @@ from __future__ import annotations
 import json
 import os
 import threading
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-from .backends import Backend, Corpus, SavedState, backend_class, make_backend
+from ._atomic import readable_directory, replace_directory
+from ._validation import StorageDtype, check_count
+from .backends import Backend, SavedState, backend_class, make_backend
 from .encoder import BaseEncoder
 from .errors import FingerprintMismatchError, IndexFormatError
-from .maxsim import PackedDocuments, check_k
 from .results import SearchHit
+from .searcher import Searcher, check_documents, check_ids, check_queries
+from .store import STORES, DocumentStore, MemoryStore, StoreView, check_vectors
 
 __all__ = ["LateIndex"]
 
 _FORMAT = "latecore.LateIndex"
 _FORMAT_VERSION = 1
 _MANIFEST = "latecore-index.json"
-_VECTORS = "vectors.npy"
-_LENGTHS = "lengths.npy"
-_DOCUMENTS = "documents.jsonl"
 
 
-class LateIndex:
+class LateIndex(Searcher[SearchHit]):
     """Documents (ids, texts, metadata) searchable by exact MaxSim.
 
-    Token vectors of all documents are kept packed in one matrix (float16 by
-    default) between queries. With the default ``exact`` backend a search is one
-    pass of GEMM blocks over it, never a rebuild; the ``plaid`` and ``qdrant``
-    backends pick candidates first and re-score them exactly from that matrix,
-    so every backend returns ``exact``'s scores for the documents it returns
-    (see "Scaling out" in the README for which to choose).
+    By default the token vectors of all documents are kept packed in one
+    matrix in memory (float16) and the ``exact`` backend scores a query with one
+    pass of GEMM blocks over it. The ``plaid`` and ``qdrant`` backends pick
+    candidates first; they are re-scored exactly from the store, so every
+    backend returns ``exact``'s scores for the documents it returns (see
+    "Scaling out" in the README for which to choose).
 
     Parameters
     ----------
     encoder
         The encoder for documents and queries; its cache (if any) is used.
     dtype
-        Storage dtype of the packed vectors, ``"float16"`` (default) or ``"float32"``.
+        Storage dtype of the vectors, ``"float16"`` (default) or ``"float32"``.
     backend
         ``"exact"`` (default), ``"plaid"`` or ``"qdrant"``, or a
         :class:`~latecore.backends.Backend` instance.
+    store
+        The :class:`~latecore.store.DocumentStore` to keep documents in (it may
+        already hold documents); default a new :class:`~latecore.store.MemoryStore`.
     **backend_options
         Passed to the backend: see :class:`~latecore.backends.plaid.PlaidBackend`
         and :class:`~latecore.backends.qdrant.QdrantBackend`.
@@ -76,35 +86,40 @@ class LateIndex:
         self,
         encoder: BaseEncoder,
         *,
-        dtype: Literal["float16", "float32"] = "float16",
+        dtype: StorageDtype = "float16",
         backend: str | Backend = "exact",
+        store: DocumentStore | None = None,
         **backend_options: Any,
     ) -> None:
-        if dtype not in ("float16", "float32"):
-            raise ValueError(f"dtype must be 'float16' or 'float32', got {dtype!r}")
+        self._setup(
+            encoder,
+            MemoryStore(dtype) if store is None else store,
+            make_backend(backend, **backend_options),
+            None,
+        )
+
+    def _setup(
+        self,
+        encoder: BaseEncoder,
+        store: DocumentStore,
+        backend: Backend,
+        saved: SavedState | None,
+    ) -> None:
         self.encoder = encoder
-        self.dtype = np.dtype(dtype)
-        self._ids: list[str] = []
-        self._texts: list[str] = []
-        self._metadatas: list[dict[str, Any]] = []
-        self._positions: dict[str, int] = {}
-        self._lengths = np.zeros(0, dtype=np.int64)
-        self._matrix = np.zeros((0, 0), dtype=self.dtype)
-        self._n_tokens = 0
-        self._packed: PackedDocuments | None = None
+        self._store = store
         self._lock = threading.RLock()
-        self._backend = make_backend(backend, **backend_options)
-        self._backend.attach(self._corpus(), None)
+        self._backend = backend
+        backend.attach(store, saved)
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return len(self._store)
 
     def __contains__(self, doc_id: object) -> bool:
-        return doc_id in self._positions
+        return doc_id in self._store
 
     def __repr__(self) -> str:
         backend = "" if self._backend.name == "exact" else f", backend={self._backend.name!r}"
-        return f"LateIndex({len(self)} documents, {self._n_tokens} token vectors{backend})"
+        return f"LateIndex({len(self)} documents, {self._store.n_tokens} token vectors{backend})"
 
     def __enter__(self) -> LateIndex:
         return self
@@ -122,6 +137,21 @@ class LateIndex:
         """The search backend (``backend.name`` is ``"exact"``, ``"plaid"`` or ``"qdrant"``)."""
         return self._backend
 
+    @property
+    def store(self) -> StoreView:
+        """The documents and their vectors, read-only (change them through the index)."""
+        return self._store
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        """Storage dtype of the token vectors."""
+        return self._store.dtype
+
+    @property
+    def ids(self) -> list[str]:
+        """Document ids in insertion order."""
+        return list(self._store.ids)
+
     def build(self) -> None:
         """Build the backend's search structure now rather than at the next search.
 
@@ -129,7 +159,7 @@ class LateIndex:
         bulk :meth:`add`); ``exact`` and ``qdrant`` have nothing to build.
         """
         with self._lock:
-            self._backend.build(self._corpus())
+            self._backend.build(self._store)
 
     def close(self) -> None:
         """Release the backend's resources (clients, temporary files); idempotent.
@@ -140,27 +170,14 @@ class LateIndex:
         with self._lock:
             self._backend.close()
 
-    def _corpus(self) -> Corpus:
-        return Corpus(
-            ids=self._ids,
-            positions=self._positions,
-            packed=self._packed_documents(),
-            texts=self._texts,
-            metadatas=self._metadatas,
-        )
-
-    @property
-    def ids(self) -> list[str]:
-        """Document ids in insertion order."""
-        return list(self._ids)
-
     def get(self, ids: Sequence[str]) -> list[SearchHit]:
         """Stored documents for ``ids`` (unknown ids are skipped), with score 0."""
+        wanted = check_ids(ids, "get")
         with self._lock:
+            found = [p for i in wanted if (p := self._store.find(i)) is not None]
             return [
-                SearchHit(i, 0.0, self._texts[p], dict(self._metadatas[p]))
-                for i in ids
-                if (p := self._positions.get(i)) is not None
+                SearchHit(doc.id, 0.0, doc.text, dict(doc.metadata))
+                for doc in self._store.documents(found)
             ]
 
     def add(
@@ -176,126 +193,53 @@ class LateIndex:
         list of str
             The ids, generated (uuid4 hex) where none were given.
         """
-        if isinstance(texts, str):
-            raise TypeError("add takes a sequence of texts; wrap a single text in a list")
-        texts = list(texts)
-        new_ids = [uuid.uuid4().hex for _ in texts] if ids is None else [str(i) for i in ids]
-        if len(new_ids) != len(texts):
-            raise ValueError(f"got {len(new_ids)} ids for {len(texts)} texts")
-        if len(set(new_ids)) != len(new_ids):
-            raise ValueError("ids must be unique within one add call")
-        metas = [None] * len(texts) if metadatas is None else list(metadatas)
-        if len(metas) != len(texts):
-            raise ValueError(f"got {len(metas)} metadatas for {len(texts)} texts")
-        for i, meta in enumerate(metas):
-            if meta is not None and not isinstance(meta, Mapping):
-                raise TypeError(f"metadata {i} must be a mapping, got {type(meta).__name__}")
+        texts, new_ids, metas = check_documents(texts, ids, metadatas)
         if not texts:
             return []
         vectors = [np.asarray(v, dtype=self.dtype) for v in self.encoder.encode_documents(texts)]
-        metadata_dicts = [dict(m or {}) for m in metas]
         with self._lock:
-            dims = {v.shape[1] for v in vectors}
-            if self._n_tokens:
-                dims.add(self._matrix.shape[1])
-            if len(dims) != 1:
-                raise ValueError(f"vector dimensions differ: {sorted(dims)}")
-            # The backend first: if it fails, the index is unchanged.
-            self._backend.add(new_ids, vectors, texts, metadata_dicts)
-            self._remove([i for i in new_ids if i in self._positions])
-            self._append(new_ids, texts, metadata_dicts, vectors)
+            check_vectors(vectors, self._store.dim if len(self) else 0)
+            # The backend first: if it fails, the store is unchanged.
+            self._backend.add(new_ids, vectors, texts, metas)
+            self._store.add(new_ids, texts, metas, vectors)
         return new_ids
-
-    def _append(
-        self,
-        ids: list[str],
-        texts: list[str],
-        metadatas: list[dict[str, Any]],
-        vectors: Sequence[np.ndarray],
-    ) -> None:
-        dim = vectors[0].shape[1]
-        added = sum(v.shape[0] for v in vectors)
-        needed = self._n_tokens + added
-        if needed > self._matrix.shape[0] or self._matrix.shape[1] != dim:
-            grown = np.empty((max(needed, 2 * self._matrix.shape[0], 1024), dim), self.dtype)
-            if self._n_tokens:
-                grown[: self._n_tokens] = self._matrix[: self._n_tokens]
-            self._matrix = grown
-        row = self._n_tokens
-        for v in vectors:
-            self._matrix[row : row + v.shape[0]] = v
-            row += v.shape[0]
-        self._n_tokens = needed
-        self._lengths = np.concatenate([self._lengths, [v.shape[0] for v in vectors]])
-        for doc_id in ids:
-            self._positions[doc_id] = len(self._ids)
-            self._ids.append(doc_id)
-        self._texts.extend(texts)
-        self._metadatas.extend(metadatas)
-        self._packed = None
 
     def delete(self, ids: Sequence[str]) -> int:
         """Remove documents by id; unknown ids are ignored. Returns how many were removed."""
-        if isinstance(ids, str):
-            raise TypeError("delete takes a sequence of ids; wrap a single id in a list")
+        wanted = check_ids(ids)
         with self._lock:
-            present = list(dict.fromkeys(i for i in ids if i in self._positions))
+            present = list(dict.fromkeys(i for i in wanted if i in self._store))
             if not present:
                 return 0
             self._backend.delete(present)
-            return self._remove(present)
+            return self._store.remove(present)
 
-    def _remove(self, ids: list[str]) -> int:
-        """Remove documents from the local store only (the backend was told already)."""
-        with self._lock:
-            doomed = {self._positions[i] for i in ids if i in self._positions}
-            if not doomed:
-                return 0
-            keep_docs = np.ones(len(self._ids), dtype=bool)
-            keep_docs[list(doomed)] = False
-            keep_tokens = np.repeat(keep_docs, self._lengths)
-            kept = self._matrix[: self._n_tokens][keep_tokens]
-            self._matrix = np.ascontiguousarray(kept)
-            self._n_tokens = kept.shape[0]
-            self._lengths = self._lengths[keep_docs]
-            self._ids = [d for d, keep in zip(self._ids, keep_docs, strict=True) if keep]
-            self._texts = [t for t, keep in zip(self._texts, keep_docs, strict=True) if keep]
-            self._metadatas = [
-                m for m, keep in zip(self._metadatas, keep_docs, strict=True) if keep
-            ]
-            self._positions = {doc_id: p for p, doc_id in enumerate(self._ids)}
-            self._packed = None
-            return len(doomed)
-
-    def _packed_documents(self) -> PackedDocuments:
-        if self._packed is None:
-            offsets = np.zeros(len(self._lengths) + 1, dtype=np.int64)
-            np.cumsum(self._lengths, out=offsets[1:])
-            self._packed = PackedDocuments.from_parts(self._matrix[: self._n_tokens], offsets)
-        return self._packed
-
-    def search(self, query: str, k: int = 10) -> list[SearchHit]:
+    def search(self, query: str, k: int = 10, **options: Any) -> list[SearchHit]:
         """The ``k`` best documents for ``query``, by descending MaxSim (ties: insertion order)."""
-        return self.search_batch([query], k)[0]
+        return super().search(query, k, **options)
 
-    def search_batch(self, queries: Sequence[str], k: int = 10) -> list[list[SearchHit]]:
+    def search_batch(
+        self, queries: Sequence[str], k: int = 10, **options: Any
+    ) -> list[list[SearchHit]]:
         """:meth:`search` for many queries; queries are encoded in one call."""
-        check_k(k)
-        if isinstance(queries, str):
-            raise TypeError("search_batch takes a sequence of queries; use search for one")
-        queries = list(queries)
+        if options:
+            raise TypeError(f"LateIndex.search takes no options {sorted(options)}")
+        check_count(k, "k")
+        queries = check_queries(queries)
         if not queries:
             return []
-        if not self._ids or k == 0:
+        if not len(self) or k == 0:
             return [[] for _ in queries]
         query_vectors = self.encoder.encode_queries(queries)
         with self._lock:
-            rankings = self._backend.search(self._corpus(), query_vectors, k)
+            rankings = self._backend.search(self._store, query_vectors, k)
             return [
                 [
-                    SearchHit(self._ids[i], float(s), self._texts[i], dict(self._metadatas[i]))
-                    for i, s in zip(
-                        ranking.positions.tolist(), ranking.scores.tolist(), strict=True
+                    SearchHit(doc.id, float(score), doc.text, dict(doc.metadata))
+                    for doc, score in zip(
+                        self._store.documents(ranking.positions),
+                        ranking.scores.tolist(),
+                        strict=True,
                     )
                 ]
                 for ranking in rankings
@@ -321,71 +265,59 @@ class LateIndex:
 
     def score_batch(self, queries: Sequence[str], ids: Sequence[Sequence[str]]) -> list[np.ndarray]:
         """:meth:`score` for many queries, each against its own ids; one query encode in all."""
+        queries = check_queries(queries)
         if len(queries) != len(ids):
             raise ValueError(f"got {len(queries)} queries but {len(ids)} id lists")
-        id_lists = [list(i) for i in ids]
-        wanted = [q for q, i in zip(queries, id_lists, strict=True) if i]
+        id_lists = [check_ids(i, "score") for i in ids]
+        with self._lock:
+            positions = [self._store.positions(i) for i in id_lists]
+        wanted = [q for q, p in zip(queries, positions, strict=True) if len(p)]
         vectors = iter(self.encoder.encode_queries(wanted) if wanted else [])
         with self._lock:
-            missing = [i for doc_ids in id_lists for i in doc_ids if i not in self._positions]
-            if missing:
-                raise KeyError(f"ids not in the index: {missing[:5]}")
-            offsets = self._packed_documents().offsets
-            results = []
-            for doc_ids in id_lists:
-                if not doc_ids:
-                    results.append(np.zeros(0, dtype=np.float32))
-                    continue
-                positions = [self._positions[i] for i in doc_ids]
-                segments = [self._matrix[offsets[p] : offsets[p + 1]] for p in positions]
-                packed = PackedDocuments(segments, dtype=self.dtype)
-                results.append(packed.score([next(vectors)])[0])
-            return results
+            return [
+                self._store.score([next(vectors)], p)[0] if len(p) else np.zeros(0, np.float32)
+                for p in positions
+            ]
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the index to directory ``path`` (created if needed; files replaced).
+        """Write the index to directory ``path``, replacing what a previous save left there.
 
-        Vectors go to ``.npy`` files, documents to JSON lines: nothing is pickled.
-        Metadata values must be JSON-serialisable. The backend's name, settings
-        and state go into the manifest (a PLAID snapshot is copied into
-        ``path/plaid``; a Qdrant collection stays where it is, and no API key
-        is ever written).
+        The new index is written completely beside ``path`` and then swapped in,
+        so a crash at any moment leaves either the previous saved index or the
+        new one loadable, never a mix. Vectors go to ``.npy`` files, documents
+        to JSON lines: nothing is pickled. Metadata values must be
+        JSON-serialisable. The backend's name, settings and state go into the
+        manifest (a PLAID snapshot is copied into ``path/plaid``; a Qdrant
+        collection stays where it is, and no API key is ever written).
+
+        Raises
+        ------
+        FileExistsError
+            If ``path`` is a non-empty directory that is not a saved LateIndex.
+        TypeError
+            If a metadata value is not JSON-serialisable (nothing is changed).
         """
-        directory = Path(path)
-        directory.mkdir(parents=True, exist_ok=True)
-        with self._lock:
-            try:
-                lines = [
-                    json.dumps({"id": i, "text": t, "metadata": m}, ensure_ascii=False)
-                    for i, t, m in zip(self._ids, self._texts, self._metadatas, strict=True)
-                ]
-            except TypeError as error:
-                raise TypeError(f"metadata must be JSON-serialisable to save: {error}") from error
-            backend_state = self._backend.save(directory)
+
+        def write(directory: Path) -> None:
+            store_entry = self._store.save(directory)
             manifest = {
                 "format": _FORMAT,
                 "version": _FORMAT_VERSION,
-                "count": len(self._ids),
+                "count": len(self._store),
                 "dtype": self.dtype.name,
                 "fingerprint": self.encoder.fingerprint,
                 "fingerprint_fields": self.encoder.fingerprint_fields,
+                "store": store_entry,
                 "backend": {
                     "name": self._backend.name,
                     "options": self._backend.options,
-                    "state": backend_state,
+                    "state": self._backend.save(directory),
                 },
             }
-            files = {
-                _VECTORS: lambda f: np.save(f, self._matrix[: self._n_tokens], allow_pickle=False),
-                _LENGTHS: lambda f: np.save(f, self._lengths, allow_pickle=False),
-                _DOCUMENTS: lambda f: f.write("".join(line + "\n" for line in lines).encode()),
-                _MANIFEST: lambda f: f.write(json.dumps(manifest, indent=2).encode()),
-            }
-            for name, write in files.items():
-                partial = directory / f".{name}.partial"
-                with open(partial, "wb") as f:
-                    write(f)
-                os.replace(partial, directory / name)
+            (directory / _MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+
+        with self._lock:
+            replace_directory(path, write, is_ours=lambda d: (d / _MANIFEST).is_file())
 
     @classmethod
     def load(
@@ -411,50 +343,48 @@ class LateIndex:
         IndexFormatError
             If the directory is not a saved LateIndex.
         """
-        directory = Path(path)
-        try:
-            manifest = json.loads((directory / _MANIFEST).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:
-            raise IndexFormatError(f"{directory} is not a saved LateIndex: {error}") from error
-        if manifest.get("format") != _FORMAT or manifest.get("version") != _FORMAT_VERSION:
-            raise IndexFormatError(f"{directory} has unknown format {manifest.get('format')!r}")
-        if manifest["fingerprint"] != encoder.fingerprint:
-            theirs = manifest.get("fingerprint_fields", {})
-            ours = encoder.fingerprint_fields
-            differing = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
-            raise FingerprintMismatchError(
-                f"index at {directory} was built with encoder fingerprint "
-                f"{manifest['fingerprint']}, but this encoder's fingerprint is "
-                f"{encoder.fingerprint}; differing settings: {', '.join(differing) or 'unknown'}. "
-                "Load it with the encoder it was built with, or rebuild the index."
-            )
-        index = cls(encoder, dtype=manifest["dtype"])
-        try:
-            matrix = np.load(directory / _VECTORS, allow_pickle=False)
-            lengths = np.load(directory / _LENGTHS, allow_pickle=False)
-            with open(directory / _DOCUMENTS, encoding="utf-8") as f:
-                records = [json.loads(line) for line in f if line.strip()]
-        except (OSError, ValueError) as error:
-            raise IndexFormatError(f"{directory} is damaged: {error}") from error
-        if len(records) != len(lengths) or int(lengths.sum()) != matrix.shape[0]:
-            raise IndexFormatError(f"{directory} is damaged: vectors and documents disagree")
-        index._matrix = np.ascontiguousarray(matrix, dtype=index.dtype)
-        index._n_tokens = matrix.shape[0]
-        index._lengths = lengths.astype(np.int64)
-        index._ids = [str(r["id"]) for r in records]
-        index._texts = [r["text"] for r in records]
-        index._metadatas = [r.get("metadata") or {} for r in records]
-        index._positions = {doc_id: p for p, doc_id in enumerate(index._ids)}
-        index._packed = None
+        directory = readable_directory(Path(path))
+        manifest = _read_manifest(directory)
+        _check_fingerprint(manifest, encoder, directory)
+        store_entry = manifest.get("store") or {"name": "memory", "dtype": manifest["dtype"]}
+        store_class = STORES.get(store_entry.get("name", ""))
+        if store_class is None:
+            raise IndexFormatError(f"{directory} uses an unknown store {store_entry.get('name')!r}")
+        store = store_class.load(directory, store_entry)
         saved = manifest.get("backend") or {"name": "exact"}
         if backend is None or backend == saved["name"]:
             saved_class = backend_class(saved["name"])
-            options = saved_class.merge_options(saved.get("options", {}), backend_options)
-            chosen = saved_class(**options)
+            chosen: Backend = saved_class(
+                **saved_class.merge_options(saved.get("options", {}), backend_options)
+            )
             state: SavedState | None = SavedState(directory, saved.get("state") or {})
         else:
             chosen = make_backend(backend, **backend_options)
             state = None
-        chosen.attach(index._corpus(), state)
-        index._backend = chosen
+        index = cls.__new__(cls)
+        index._setup(encoder, store, chosen, state)
         return index
+
+
+def _read_manifest(directory: Path) -> dict[str, Any]:
+    try:
+        manifest: dict[str, Any] = json.loads((directory / _MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise IndexFormatError(f"{directory} is not a saved LateIndex: {error}") from error
+    if manifest.get("format") != _FORMAT or manifest.get("version") != _FORMAT_VERSION:
+        raise IndexFormatError(f"{directory} has unknown format {manifest.get('format')!r}")
+    return manifest
+
+
+def _check_fingerprint(manifest: Mapping[str, Any], encoder: BaseEncoder, directory: Path) -> None:
+    if manifest["fingerprint"] == encoder.fingerprint:
+        return
+    theirs = manifest.get("fingerprint_fields", {})
+    ours = encoder.fingerprint_fields
+    differing = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
+    raise FingerprintMismatchError(
+        f"index at {directory} was built with encoder fingerprint "
+        f"{manifest['fingerprint']}, but this encoder's fingerprint is "
+        f"{encoder.fingerprint}; differing settings: {', '.join(differing) or 'unknown'}. "
+        "Load it with the encoder it was built with, or rebuild the index."
+    )

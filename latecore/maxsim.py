@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     import torch
     from numpy.typing import NDArray
 
-__all__ = ["PackedDocuments", "check_k", "maxsim", "maxsim_batch", "top_k"]
+__all__ = ["PackedDocuments", "maxsim", "maxsim_batch", "top_k"]
 
 BLOCK_TOKENS = 4096
 """Target number of document tokens scored per GEMM block."""
@@ -243,18 +243,3 @@ def top_k(scores: np.ndarray, k: int | None) -> np.ndarray:
     """
     order = np.argsort(-np.asarray(scores), kind="stable")
     return order if k is None else order[: max(k, 0)]
-
-
-def check_k(k: object) -> None:
-    """Refuse a result count that is not a non-negative integer (``bool`` included).
-
-    Examples
-    --------
-    >>> check_k(0)
-    >>> check_k(-1)
-    Traceback (most recent call last):
-    ...
-    ValueError: k must be a non-negative integer, got -1
-    """
-    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
-        raise ValueError(f"k must be a non-negative integer, got {k!r}")

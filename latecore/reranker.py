@@ -5,17 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
+from ._validation import check_optional_count
 from .encoder import BaseEncoder
 from .maxsim import maxsim_batch
 from .maxsim import top_k as _top
 from .results import RerankResult
 
 __all__ = ["Reranker"]
-
-
-def _check_top_k(top_k: int | None) -> None:
-    if top_k is not None and top_k < 0:
-        raise ValueError(f"top_k must be None or >= 0, got {top_k}")
 
 
 class Reranker:
@@ -58,7 +54,7 @@ class Reranker:
 
         All queries are encoded in one call and all distinct candidates in another.
         """
-        _check_top_k(top_k)
+        check_optional_count(top_k, "top_k")
         if isinstance(queries, str):
             raise TypeError("rerank_batch takes a sequence of queries; use rerank for one")
         if len(queries) != len(documents):

@@ -38,14 +38,20 @@ class SearchHit:
     text: str
     metadata: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def stage_scores(self) -> dict[str, float | int]:
+        """Per-stage scores beyond :attr:`score`: none for a plain search hit."""
+        return {}
 
-@dataclass(frozen=True)
-class HybridHit:
-    """One result of a :class:`~latecore.hybrid.HybridSearcher`, with every stage's score.
 
-    Ranks are 1-based within the BM25 candidate set of the query: ``bm25_rank``
-    orders the candidates by BM25 score, ``colbert_rank`` by MaxSim score (ties in
-    either break by BM25 rank). ``score`` is the fused score the hits are sorted by.
+@dataclass(frozen=True, kw_only=True)
+class HybridHit(SearchHit):
+    """A :class:`SearchHit` of a :class:`~latecore.hybrid.HybridSearcher`, with every stage's score.
+
+    ``score`` is the fused score the hits are sorted by. Ranks are 1-based within
+    the BM25 candidate set of the query: ``bm25_rank`` orders the candidates by
+    BM25 score, ``colbert_rank`` by MaxSim score (ties in either break by BM25
+    rank). The stage fields are keyword-only.
 
     Examples
     --------
@@ -53,15 +59,30 @@ class HybridHit:
     ...     id="d1", score=0.5, text="hello", metadata={},
     ...     bm25_score=1.2, bm25_rank=2, colbert_score=7.5, colbert_rank=1,
     ... )
-    >>> hit.bm25_rank, hit.colbert_rank
-    (2, 1)
+    >>> hit.bm25_rank, hit.colbert_rank, isinstance(hit, SearchHit)
+    (2, 1, True)
     """
 
-    id: str
-    score: float
-    text: str
-    metadata: dict[str, Any]
     bm25_score: float
     bm25_rank: int
     colbert_score: float
     colbert_rank: int
+
+    @property
+    def stage_scores(self) -> dict[str, float | int]:
+        """Both stages' scores and ranks, by field name (what adapters put in metadata).
+
+        Examples
+        --------
+        >>> HybridHit(
+        ...     id="d", score=1.0, text="", bm25_score=2.0, bm25_rank=1,
+        ...     colbert_score=9.0, colbert_rank=3,
+        ... ).stage_scores
+        {'bm25_score': 2.0, 'bm25_rank': 1, 'colbert_score': 9.0, 'colbert_rank': 3}
+        """
+        return {
+            "bm25_score": self.bm25_score,
+            "bm25_rank": self.bm25_rank,
+            "colbert_score": self.colbert_score,
+            "colbert_rank": self.colbert_rank,
+        }

@@ -21,13 +21,12 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .base import Backend, Corpus, Ranking, SavedState
+from .base import Backend, Ranking, SavedState
 from .exact import ExactBackend
 
 __all__ = [
     "BACKENDS",
     "Backend",
-    "Corpus",
     "ExactBackend",
     "Ranking",
     "SavedState",

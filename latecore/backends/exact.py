@@ -8,23 +8,25 @@ from typing import Any
 import numpy as np
 
 from ..maxsim import top_k
-from .base import Backend, Corpus, Ranking
+from ..store import StoreView
+from .base import Backend, Ranking
 
 __all__ = ["ExactBackend"]
 
 
 class ExactBackend(Backend):
-    """Brute-force MaxSim over the packed matrix: exact, no state, no build step.
+    """Brute-force MaxSim over every stored document: exact, no state, no build step.
 
     One pass of GEMM blocks over all stored vectors per batch of queries; best
     up to a few hundred thousand documents on a CPU (see "Scaling out" in the README).
 
     Examples
     --------
-    >>> from latecore.backends import Corpus
-    >>> corpus = Corpus.from_vectors(["a", "b"], [np.eye(2), np.ones((1, 2))])
+    >>> from latecore.store import MemoryStore
+    >>> store = MemoryStore()
+    >>> store.add(["a", "b"], ["", ""], [{}, {}], [np.eye(2), np.ones((1, 2))])
     >>> query = np.array([[0.0, 1.0]], dtype=np.float32)
-    >>> ExactBackend().search(corpus, [query], k=1)[0].positions.tolist()
+    >>> ExactBackend().search(store, [query], k=1)[0].positions.tolist()
     [0]
     """
 
@@ -42,7 +44,7 @@ class ExactBackend(Backend):
     def delete(self, ids: Sequence[str]) -> None:
         """Nothing to do: the LateIndex stores the vectors."""
 
-    def search(self, corpus: Corpus, queries: Sequence[np.ndarray], k: int) -> list[Ranking]:
+    def search(self, store: StoreView, queries: Sequence[np.ndarray], k: int) -> list[Ranking]:
         """Score all documents, keep the best ``k`` (ties: insertion order)."""
-        scores = corpus.packed.score(queries)
+        scores = store.score(queries)
         return [Ranking(order, row[order]) for row in scores for order in [top_k(row, k)]]

@@ -44,7 +44,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .base import Backend, Corpus, Ranking, SavedState, merge_rankings
+from ..store import StoreView
+from .base import Backend, Ranking, SavedState
 
 if TYPE_CHECKING:
     from fast_plaid.search import FastPlaid
@@ -184,9 +185,9 @@ class PlaidBackend(Backend):
             f"stale={len(self._stale)})"
         )
 
-    def attach(self, corpus: Corpus, saved: SavedState | None) -> None:
+    def attach(self, store: StoreView, saved: SavedState | None) -> None:
         """Open the saved snapshot if there is one, else treat every document as pending."""
-        self._pending = dict.fromkeys(corpus.ids)
+        self._pending = dict.fromkeys(store.ids)
         if saved is None or not saved.state.get("snapshot"):
             return
         import json
@@ -201,10 +202,10 @@ class PlaidBackend(Backend):
             return
         self._open_snapshot(directory, [str(i) for i in ids], owned=False)
         self._stale = {str(i) for i in saved.state.get("stale", [])} & self._in_snapshot
-        live = set(corpus.ids)
+        live = set(store.ids)
         self._stale |= self._in_snapshot - live
         self._pending = {
-            i: None for i in corpus.ids if i not in self._in_snapshot or i in self._stale
+            i: None for i in store.ids if i not in self._in_snapshot or i in self._stale
         }
 
     def add(
@@ -235,13 +236,13 @@ class PlaidBackend(Backend):
         )
         return len(self._pending) + len(self._stale) > threshold
 
-    def build(self, corpus: Corpus) -> None:
-        """Build a new snapshot of every document in ``corpus`` (replacing the current one).
+    def build(self, store: StoreView) -> None:
+        """Build a new snapshot of every document in ``store`` (replacing the current one).
 
         Through a LateIndex: ``index.build()``; otherwise the next search
         does it when :meth:`needs_rebuild`.
         """
-        if not len(corpus):
+        if not len(store):
             self._drop_snapshot()
             self._pending = {}
             self._stale = set()
@@ -250,8 +251,8 @@ class PlaidBackend(Backend):
         from fast_plaid.search import fast_plaid as fast_plaid_module
 
         documents = [
-            torch.from_numpy(np.ascontiguousarray(corpus.vectors(p), dtype=np.float16))
-            for p in range(len(corpus))
+            torch.from_numpy(np.ascontiguousarray(v, dtype=np.float16))
+            for v in store.vectors(np.arange(len(store)))
         ]
         directory = self._root / f"snapshot-{uuid.uuid4().hex[:12]}"
         plaid = self._search_module.FastPlaid(
@@ -286,35 +287,30 @@ class PlaidBackend(Backend):
         self._plaid = plaid
         self._snapshot_dir = directory
         self._owns_snapshot = True
-        self._snapshot_ids = list(corpus.ids)
+        self._snapshot_ids = list(store.ids)
         self._in_snapshot = set(self._snapshot_ids)
         self._stale = set()
         self._pending = {}
 
-    def search(self, corpus: Corpus, queries: Sequence[np.ndarray], k: int) -> list[Ranking]:
+    def search(self, store: StoreView, queries: Sequence[np.ndarray], k: int) -> list[Ranking]:
         """PLAID candidates plus pending documents, re-scored exactly; the best ``k``."""
         if self.needs_rebuild():
-            self.build(corpus)
-        pending = np.fromiter(
-            (corpus.positions[i] for i in self._pending), dtype=np.int64, count=len(self._pending)
-        )
-        pending.sort()
+            self.build(store)
+        pending = np.sort(store.positions(list(self._pending)))
         # Pending documents are the same for every query: score them once, in full.
-        pending_scores = (
-            corpus.subset(pending).score(queries)
-            if len(pending)
-            else np.zeros((len(queries), 0), dtype=np.float32)
-        )
+        pending_scores = store.score(queries, pending)
         if self._plaid is None:
             candidates: list[list[int]] = [[] for _ in queries]
         else:
-            candidates = self._candidates(corpus, queries, k)
+            candidates = self._candidates(store, queries, k)
         return [
-            merge_rankings(corpus.rank(query, positions, k), Ranking(pending, scores), k)
+            Ranking.merge(store.rank(query, positions, k), Ranking(pending, scores), k)
             for query, positions, scores in zip(queries, candidates, pending_scores, strict=True)
         ]
 
-    def _candidates(self, corpus: Corpus, queries: Sequence[np.ndarray], k: int) -> list[list[int]]:
+    def _candidates(
+        self, store: StoreView, queries: Sequence[np.ndarray], k: int
+    ) -> list[list[int]]:
         import torch
 
         assert self._plaid is not None
@@ -331,7 +327,7 @@ class PlaidBackend(Backend):
         candidates = []
         for result in results:
             ids = (self._snapshot_ids[plaid_id] for plaid_id, _ in result)
-            candidates.append([corpus.positions[i] for i in ids if i not in self._stale])
+            candidates.append([store.position(i) for i in ids if i not in self._stale])
         return candidates
 
     def save(self, directory: Path) -> dict[str, Any]:

@@ -44,7 +44,8 @@ from typing import Any, Literal
 import numpy as np
 
 from ..encoder import progress_enabled
-from .base import Backend, Corpus, Ranking, SavedState, merge_rankings
+from ..store import StoreView
+from .base import Backend, Ranking, SavedState
 
 __all__ = ["LATECORE_NAMESPACE", "QdrantBackend", "point_id"]
 
@@ -216,10 +217,10 @@ class QdrantBackend(Backend):
     def _count(self) -> int:
         return int(self.client.count(self.collection_name, exact=True).count)
 
-    def attach(self, corpus: Corpus, saved: SavedState | None) -> None:
+    def attach(self, store: StoreView, saved: SavedState | None) -> None:
         """A new index claims its collection; a loaded one re-synchronises it by digest."""
         exists = self.client.collection_exists(self.collection_name)
-        if saved is None and not len(corpus):
+        if saved is None and not len(store):
             if exists and self._count() and not self.recreate:
                 raise ValueError(
                     f"Qdrant collection {self.collection_name!r} already holds {self._count()} "
@@ -229,7 +230,7 @@ class QdrantBackend(Backend):
             if exists:
                 self.client.delete_collection(self.collection_name)
             return
-        self.sync(corpus)
+        self.sync(store)
 
     def _ensure_collection(self, dim: int) -> None:
         if self._ready:
@@ -325,26 +326,31 @@ class QdrantBackend(Backend):
             if offset is None:
                 return
 
-    def sync(self, corpus: Corpus) -> tuple[int, int]:
-        """Make the collection hold exactly ``corpus``; returns (points upserted, deleted)."""
-        if not len(corpus):
+    def sync(self, store: StoreView) -> tuple[int, int]:
+        """Make the collection hold exactly ``store``; returns (points upserted, deleted)."""
+        if not len(store):
             if self.client.collection_exists(self.collection_name):
                 self.client.delete_collection(self.collection_name)
             self._ready = False
             return 0, 0
-        self._ensure_collection(corpus.packed.dim)
+        self._ensure_collection(store.dim)
         remote: dict[str, str | None] = {}
         extra = []
         for pid, doc_id, digest in self._remote_digests():
-            if isinstance(doc_id, str) and doc_id in corpus.positions and pid == point_id(doc_id):
+            if isinstance(doc_id, str) and doc_id in store and pid == point_id(doc_id):
                 remote[doc_id] = digest
             else:
                 extra.append(pid)
+        everything = np.arange(len(store))
         changed = [
             p
-            for p, doc_id in enumerate(corpus.ids)
-            if remote.get(doc_id)
-            != _digest(corpus.vectors(p), corpus.texts[p], corpus.metadatas[p])
+            for p, doc, vectors in zip(
+                everything.tolist(),
+                store.documents(everything),
+                store.vectors(everything),
+                strict=True,
+            )
+            if remote.get(doc.id) != _digest(vectors, doc.text, doc.metadata)
         ]
         if extra:
             selector = self._models.PointIdsList(points=extra)
@@ -356,15 +362,16 @@ class QdrantBackend(Backend):
                 len(changed),
                 len(extra),
             )
+            documents = store.documents(changed)
             self.add(
-                [corpus.ids[p] for p in changed],
-                [corpus.vectors(p) for p in changed],
-                [corpus.texts[p] for p in changed],
-                [corpus.metadatas[p] for p in changed],
+                [doc.id for doc in documents],
+                store.vectors(changed),
+                [doc.text for doc in documents],
+                [doc.metadata for doc in documents],
             )
         return len(changed), len(extra)
 
-    def search(self, corpus: Corpus, queries: Sequence[np.ndarray], k: int) -> list[Ranking]:
+    def search(self, store: StoreView, queries: Sequence[np.ndarray], k: int) -> list[Ranking]:
         """Qdrant's MaxSim top ``n_candidates``, re-scored exactly unless ``rescore=False``."""
         models = self._models
         rescore = self._settings["rescore"]
@@ -387,17 +394,17 @@ class QdrantBackend(Backend):
         rankings = []
         for query, response in zip(queries, responses, strict=True):
             found = [
-                (corpus.positions[doc_id], point.score)
+                (position, point.score)
                 for point in response.points
                 if isinstance(doc_id := (point.payload or {}).get("latecore_id"), str)
-                and doc_id in corpus.positions
+                and (position := store.find(doc_id)) is not None
             ]
             positions = np.array([p for p, _ in found], dtype=np.int64)
             if rescore:
-                rankings.append(corpus.rank(query, positions, k))
+                rankings.append(store.rank(query, positions, k))
             else:
                 scores = np.array([s for _, s in found], dtype=np.float32)
-                rankings.append(merge_rankings(Ranking(positions, scores), Ranking.empty(), k))
+                rankings.append(Ranking.merge(Ranking(positions, scores), Ranking.empty(), k))
         return rankings
 
     def save(self, directory: Path) -> dict[str, Any]:

@@ -1,0 +1,478 @@
+"""Document stores: where a :class:`~latecore.index.LateIndex` keeps its documents.
+
+A store holds ids, texts, metadata and, where it can, every document's token
+vectors. Two seams:
+
+- :class:`StoreView`, the read-only protocol that backends see: lookups between
+  ids and *positions* (insertion order, renumbered when documents are removed),
+  the stored documents, their vectors, and exact MaxSim over any of them
+  (:meth:`StoreView.score`, :meth:`StoreView.rank`). Every final score in
+  latecore comes from :meth:`StoreView.rank` or :meth:`StoreView.score`.
+- :class:`DocumentStore`, a view that can also change and persist: ``add``
+  (an existing id is replaced), ``remove``, ``save`` and ``load``.
+
+Vectors are reached only through :meth:`StoreView.vectors`,
+:meth:`StoreView.packed`, :meth:`StoreView.score` and :meth:`StoreView.rank`, so
+a store may keep them elsewhere (in a search engine) and fetch the few a query
+needs. :class:`MemoryStore`, the default, keeps them packed end to end in one
+matrix in memory (float16 by default), grown in place, so a search is one pass
+of GEMM blocks without any copy.
+
+A view is consistent for as long as the store is not changed; a
+:class:`~latecore.index.LateIndex` serialises changes and searches with its lock.
+
+Examples
+--------
+>>> import numpy as np
+>>> store = MemoryStore(dtype="float32")
+>>> store.add(["a", "b"], ["first", "second"], [{}, {"n": 2}],
+...           [np.eye(2, dtype=np.float32), np.ones((1, 2), dtype=np.float32)])
+>>> len(store), store.ids, store.position("b")
+(2, ['a', 'b'], 1)
+>>> ranking = store.rank(np.array([[0.0, 1.0]], dtype=np.float32), [0, 1], k=2)
+>>> ranking.positions.tolist(), ranking.scores.tolist()
+([0, 1], [1.0, 1.0])
+>>> store.remove(["a"]), store.ids, store.position("b")
+(1, ['b'], 0)
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, NamedTuple
+
+import numpy as np
+
+from ._validation import StorageDtype, check_dtype
+from .errors import IndexFormatError
+from .maxsim import PackedDocuments, top_k
+
+__all__ = [
+    "STORES",
+    "DocumentStore",
+    "MemoryStore",
+    "Ranking",
+    "StoreView",
+    "StoredDocument",
+    "check_vectors",
+]
+
+VECTORS_FILE = "vectors.npy"
+LENGTHS_FILE = "lengths.npy"
+DOCUMENTS_FILE = "documents.jsonl"
+
+
+class StoredDocument(NamedTuple):
+    """One stored document: id, text and metadata (the store's own dict: copy before changing)."""
+
+    id: str
+    text: str
+    metadata: Mapping[str, Any]
+
+
+class Ranking(NamedTuple):
+    """A query's result: positions in a store and their scores, best first."""
+
+    positions: np.ndarray
+    scores: np.ndarray
+
+    @classmethod
+    def empty(cls) -> Ranking:
+        """A ranking without documents."""
+        return cls(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
+
+    @classmethod
+    def merge(cls, a: Ranking, b: Ranking, k: int) -> Ranking:
+        """The best ``k`` of two rankings over disjoint positions (ties: lower position first).
+
+        Examples
+        --------
+        >>> a = Ranking(np.array([3]), np.array([0.5], dtype=np.float32))
+        >>> b = Ranking(np.array([1, 2]), np.array([0.9, 0.5], dtype=np.float32))
+        >>> Ranking.merge(a, b, 2).positions.tolist()
+        [1, 2]
+        """
+        positions = np.concatenate([a.positions, b.positions]).astype(np.int64, copy=False)
+        scores = np.concatenate([a.scores, b.scores]).astype(np.float32, copy=False)
+        order = np.lexsort((positions, -scores))[:k]
+        return cls(positions[order], scores[order])
+
+
+class StoreView(ABC):
+    """The read-only protocol over stored documents that backends use.
+
+    Position ``p`` is the ``p``-th document in insertion order; positions change
+    when documents are removed, ids never do.
+    """
+
+    holds_vectors: ClassVar[bool] = True
+    """Whether token vectors are kept locally (else :meth:`vectors` fetches them)."""
+
+    @abstractmethod
+    def __len__(self) -> int:
+        """Number of stored documents."""
+
+    def __contains__(self, doc_id: object) -> bool:
+        return isinstance(doc_id, str) and self.find(doc_id) is not None
+
+    @property
+    @abstractmethod
+    def ids(self) -> Sequence[str]:
+        """Ids in position order (read-only; a snapshot that later changes do not alter)."""
+
+    @property
+    @abstractmethod
+    def dim(self) -> int:
+        """Dimension of the token vectors (0 while the store is empty)."""
+
+    @property
+    @abstractmethod
+    def dtype(self) -> np.dtype[Any]:
+        """Storage dtype of the token vectors."""
+
+    @property
+    @abstractmethod
+    def n_tokens(self) -> int:
+        """Total number of stored token vectors."""
+
+    @abstractmethod
+    def find(self, doc_id: str) -> int | None:
+        """Position of ``doc_id``, or ``None`` if it is not stored."""
+
+    def position(self, doc_id: str) -> int:
+        """Position of ``doc_id``.
+
+        Raises
+        ------
+        KeyError
+            If the id is not stored.
+        """
+        found = self.find(doc_id)
+        if found is None:
+            raise KeyError(doc_id)
+        return found
+
+    def positions(self, ids: Sequence[str]) -> np.ndarray:
+        """Positions of ``ids`` (int64), in the order given.
+
+        Raises
+        ------
+        KeyError
+            Naming up to five ids that are not stored.
+        """
+        found = [self.find(i) for i in ids]
+        missing = [i for i, p in zip(ids, found, strict=True) if p is None]
+        if missing:
+            raise KeyError(f"ids not in the index: {missing[:5]}")
+        return np.array(found, dtype=np.int64)
+
+    @abstractmethod
+    def documents(self, positions: Sequence[int] | np.ndarray) -> list[StoredDocument]:
+        """The stored documents at ``positions``, in that order."""
+
+    @abstractmethod
+    def vectors(self, positions: Sequence[int] | np.ndarray) -> list[np.ndarray]:
+        """Token vectors (storage dtype, read-only views where possible) at ``positions``."""
+
+    def packed(self, positions: Sequence[int] | np.ndarray | None = None) -> PackedDocuments:
+        """The documents at ``positions`` (default: all) packed for scoring."""
+        if positions is None:
+            positions = np.arange(len(self))
+        return PackedDocuments(self.vectors(positions), dtype=self.dtype)
+
+    def score(
+        self, queries: Sequence[np.ndarray], positions: Sequence[int] | np.ndarray | None = None
+    ) -> np.ndarray:
+        """Exact MaxSim of every query against the documents at ``positions`` (default: all).
+
+        Returns
+        -------
+        numpy.ndarray
+            float32, shape ``(n_queries, n_positions)``.
+        """
+        if positions is not None and not len(positions):
+            return np.zeros((len(queries), 0), dtype=np.float32)
+        return self.packed(positions).score(queries)
+
+    def rank(self, query: np.ndarray, positions: Sequence[int] | np.ndarray, k: int) -> Ranking:
+        """Exact MaxSim of ``query`` over the documents at ``positions``; the best ``k``.
+
+        Duplicates are dropped and ties break by position (insertion order).
+        """
+        unique = np.unique(np.asarray(positions, dtype=np.int64))
+        if not len(unique) or k == 0:
+            return Ranking.empty()
+        scores = self.score([query], unique)[0]
+        order = top_k(scores, k)
+        return Ranking(unique[order], scores[order])
+
+
+class DocumentStore(StoreView):
+    """A :class:`StoreView` that can change and persist itself."""
+
+    name: ClassVar[str]
+    """The name recorded in a saved index's manifest."""
+
+    @abstractmethod
+    def add(
+        self,
+        ids: Sequence[str],
+        texts: Sequence[str],
+        metadatas: Sequence[Mapping[str, Any]],
+        vectors: Sequence[np.ndarray],
+    ) -> None:
+        """Store documents (unique ``ids``); a stored id is replaced (it moves to the end).
+
+        Raises
+        ------
+        ValueError
+            If the vectors are not 2-D, are empty, or their dimension differs from
+            the stored ones'; the store is then unchanged.
+        """
+
+    @abstractmethod
+    def remove(self, ids: Sequence[str]) -> int:
+        """Forget documents; unknown ids are ignored. Returns how many were removed."""
+
+    @abstractmethod
+    def save(self, directory: Path) -> dict[str, Any]:
+        """Write the store into the (new, empty) ``directory``; returns its manifest entry."""
+
+    @classmethod
+    @abstractmethod
+    def load(cls, directory: Path, entry: Mapping[str, Any]) -> DocumentStore:
+        """Read a store written by :meth:`save` (``entry`` is what it returned).
+
+        Raises
+        ------
+        IndexFormatError
+            If the files are missing, damaged or disagree with each other.
+        """
+
+
+def check_vectors(vectors: Sequence[np.ndarray], dim: int = 0) -> int:
+    """The common dimension of ``vectors`` (and of ``dim``, if not 0), else ``ValueError``.
+
+    Examples
+    --------
+    >>> check_vectors([np.ones((2, 4)), np.ones((1, 4))])
+    4
+    >>> check_vectors([np.ones((2, 4))], dim=8)
+    Traceback (most recent call last):
+    ...
+    ValueError: vector dimensions differ: [4, 8]
+    """
+    dims = set()
+    for i, v in enumerate(vectors):
+        if v.ndim != 2 or v.shape[0] == 0:
+            raise ValueError(
+                f"document {i} must have a non-empty 2-D (n_tokens, dim) array, got {v.shape}"
+            )
+        dims.add(int(v.shape[1]))
+    if dim:
+        dims.add(dim)
+    if len(dims) > 1:
+        raise ValueError(f"vector dimensions differ: {sorted(dims)}")
+    return dims.pop() if dims else dim
+
+
+class MemoryStore(DocumentStore):
+    """Documents and their token vectors in memory, vectors packed in one matrix.
+
+    The matrix grows by doubling, so adding documents copies each vector about
+    once on average; removing documents compacts it. Ids, texts and metadata
+    lists are replaced, never changed in place, so a :attr:`ids` sequence or a
+    :meth:`packed` matrix taken earlier stays what it was.
+
+    Parameters
+    ----------
+    dtype
+        Storage dtype: ``"float16"`` (default, half the memory; scores within
+        ~1e-3) or ``"float32"``. Scoring always computes in float32.
+    """
+
+    name = "memory"
+
+    def __init__(self, dtype: StorageDtype = "float16") -> None:
+        self._dtype = np.dtype(check_dtype(dtype))
+        self._ids: list[str] = []
+        self._texts: list[str] = []
+        self._metadatas: list[dict[str, Any]] = []
+        self._positions: dict[str, int] = {}
+        self._offsets = np.zeros(1, dtype=np.int64)
+        self._matrix = np.zeros((0, 0), dtype=self._dtype)
+        self._packed: PackedDocuments | None = None
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __repr__(self) -> str:
+        return f"MemoryStore({len(self)} documents, {self.n_tokens} token vectors, {self.dtype})"
+
+    @property
+    def ids(self) -> Sequence[str]:
+        """Ids in position order (a snapshot: the list is replaced, never changed)."""
+        return self._ids
+
+    @property
+    def dim(self) -> int:
+        """Dimension of the stored vectors (0 while empty)."""
+        return int(self._matrix.shape[1])
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        """Storage dtype."""
+        return self._dtype
+
+    @property
+    def n_tokens(self) -> int:
+        """Total number of stored token vectors."""
+        return int(self._offsets[-1])
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the stored token vectors (capacity not yet used excluded)."""
+        return self.n_tokens * self.dim * self._dtype.itemsize
+
+    def find(self, doc_id: str) -> int | None:
+        """Position of ``doc_id``, or ``None``."""
+        return self._positions.get(doc_id)
+
+    def documents(self, positions: Sequence[int] | np.ndarray) -> list[StoredDocument]:
+        """The stored documents at ``positions``."""
+        return [
+            StoredDocument(self._ids[p], self._texts[p], self._metadatas[p])
+            for p in np.asarray(positions, dtype=np.int64).tolist()
+        ]
+
+    def vectors(self, positions: Sequence[int] | np.ndarray) -> list[np.ndarray]:
+        """Views into the packed matrix (storage dtype)."""
+        offsets = self._offsets
+        return [
+            self._matrix[offsets[p] : offsets[p + 1]]
+            for p in np.asarray(positions, dtype=np.int64).tolist()
+        ]
+
+    def packed(self, positions: Sequence[int] | np.ndarray | None = None) -> PackedDocuments:
+        """All documents as one view of the matrix (no copy), or a packed copy of a subset."""
+        if positions is not None:
+            return super().packed(positions)
+        if self._packed is None:
+            self._packed = PackedDocuments.from_parts(
+                self._matrix[: self.n_tokens], self._offsets.copy()
+            )
+        return self._packed
+
+    def add(
+        self,
+        ids: Sequence[str],
+        texts: Sequence[str],
+        metadatas: Sequence[Mapping[str, Any]],
+        vectors: Sequence[np.ndarray],
+    ) -> None:
+        """Append documents (replacing stored ids); vectors are copied in the storage dtype."""
+        if not ids:
+            return
+        if not len(ids) == len(texts) == len(metadatas) == len(vectors):
+            raise ValueError("ids, texts, metadatas and vectors must have the same length")
+        arrays = [np.asarray(v) for v in vectors]
+        dim = check_vectors(arrays, self.dim if len(self) else 0)
+        self.remove([i for i in ids if i in self._positions])
+        lengths = np.array([a.shape[0] for a in arrays], dtype=np.int64)
+        start = self.n_tokens
+        needed = start + int(lengths.sum())
+        if needed > self._matrix.shape[0] or self._matrix.shape[1] != dim:
+            capacity = max(needed, 2 * self._matrix.shape[0], 1024)
+            grown = np.empty((capacity, dim), dtype=self._dtype)
+            if start:
+                grown[:start] = self._matrix[:start]
+            self._matrix = grown
+        row = start
+        for a in arrays:
+            self._matrix[row : row + a.shape[0]] = a
+            row += a.shape[0]
+        self._offsets = np.concatenate([self._offsets, start + np.cumsum(lengths)])
+        first = len(self._ids)
+        self._ids = [*self._ids, *(str(i) for i in ids)]
+        self._texts = [*self._texts, *texts]
+        self._metadatas = [*self._metadatas, *(dict(m) for m in metadatas)]
+        positions = dict(self._positions)
+        positions.update((doc_id, first + n) for n, doc_id in enumerate(ids))
+        self._positions = positions
+        self._packed = None
+
+    def remove(self, ids: Sequence[str]) -> int:
+        """Forget documents and compact the matrix; returns how many were removed."""
+        doomed = {p for i in ids if (p := self._positions.get(i)) is not None}
+        if not doomed:
+            return 0
+        keep = np.ones(len(self._ids), dtype=bool)
+        keep[list(doomed)] = False
+        lengths = np.diff(self._offsets)
+        kept_tokens = np.repeat(keep, lengths)
+        self._matrix = np.ascontiguousarray(self._matrix[: self.n_tokens][kept_tokens])
+        self._offsets = np.concatenate([[0], np.cumsum(lengths[keep])]).astype(np.int64)
+        self._ids = [d for d, k in zip(self._ids, keep, strict=True) if k]
+        self._texts = [t for t, k in zip(self._texts, keep, strict=True) if k]
+        self._metadatas = [m for m, k in zip(self._metadatas, keep, strict=True) if k]
+        self._positions = {doc_id: p for p, doc_id in enumerate(self._ids)}
+        self._packed = None
+        return len(doomed)
+
+    def save(self, directory: Path) -> dict[str, Any]:
+        """Write ``vectors.npy``, ``lengths.npy`` and ``documents.jsonl``: nothing pickled.
+
+        Raises
+        ------
+        TypeError
+            If a metadata value is not JSON-serialisable (nothing is written then).
+        """
+        try:
+            lines = [
+                json.dumps({"id": i, "text": t, "metadata": m}, ensure_ascii=False) + "\n"
+                for i, t, m in zip(self._ids, self._texts, self._metadatas, strict=True)
+            ]
+        except TypeError as error:
+            raise TypeError(f"metadata must be JSON-serialisable to save: {error}") from error
+        np.save(directory / VECTORS_FILE, self._matrix[: self.n_tokens], allow_pickle=False)
+        np.save(directory / LENGTHS_FILE, np.diff(self._offsets), allow_pickle=False)
+        with open(directory / DOCUMENTS_FILE, "w", encoding="utf-8") as f:
+            f.writelines(lines)
+        return {"name": self.name, "dtype": self._dtype.name, "count": len(self)}
+
+    @classmethod
+    def load(cls, directory: Path, entry: Mapping[str, Any]) -> MemoryStore:
+        """Read the files :meth:`save` wrote."""
+        store = cls(entry.get("dtype", "float16"))
+        try:
+            matrix = np.load(directory / VECTORS_FILE, allow_pickle=False)
+            lengths = np.load(directory / LENGTHS_FILE, allow_pickle=False).astype(np.int64)
+            with open(directory / DOCUMENTS_FILE, encoding="utf-8") as f:
+                records = [json.loads(line) for line in f if line.strip()]
+        except (OSError, ValueError) as error:
+            raise IndexFormatError(f"{directory} is damaged: {error}") from error
+        if (
+            len(records) != len(lengths)
+            or int(lengths.sum()) != matrix.shape[0]
+            or ("count" in entry and entry["count"] != len(records))
+            or (len(lengths) and lengths.min() < 1)
+        ):
+            raise IndexFormatError(f"{directory} is damaged: vectors and documents disagree")
+        store._matrix = np.ascontiguousarray(matrix, dtype=store._dtype)
+        if store._matrix.ndim != 2:
+            raise IndexFormatError(f"{directory} is damaged: vectors are not a 2-D matrix")
+        store._offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        store._ids = [str(r["id"]) for r in records]
+        store._texts = [r["text"] for r in records]
+        store._metadatas = [r.get("metadata") or {} for r in records]
+        store._positions = {doc_id: p for p, doc_id in enumerate(store._ids)}
+        if len(store._positions) != len(store._ids):
+            raise IndexFormatError(f"{directory} is damaged: an id appears twice")
+        return store
+
+
+STORES: dict[str, type[DocumentStore]] = {MemoryStore.name: MemoryStore}
+"""Store name (as saved in a manifest) -> class."""
