@@ -1,7 +1,7 @@
 """Worker processes of the reliability suite, run as ``python _rel_worker.py MODE ...``.
 
-Imports only ``latecore.cache`` (no torch), so a worker starts in a fraction of a
-second. Every value is derived from its name (and writer), so the test process
+Imports only ``latecore.cache`` and, for ``save``, ``latecore.index`` with the
+fake encoder (no torch), so a worker starts in a fraction of a second. Every value is derived from its name (and writer), so the test process
 can recompute what each worker wrote without talking to it.
 """
 
@@ -120,6 +120,18 @@ def hold(directory: str, how: str, seconds: float) -> None:
     print("released", flush=True)
 
 
+def save_loop(target: str, *sources: str) -> None:
+    """Load the indexes in ``sources``, then save them to ``target`` in turn, forever."""
+    from latecore import LateIndex
+    from latecore.testing import FakeEncoder
+
+    indexes = [LateIndex.load(source, FakeEncoder()) for source in sources]
+    print("ready", flush=True)
+    for i in range(1_000_000):
+        indexes[i % len(indexes)].save(target)
+        print("saved", i % len(indexes), flush=True)
+
+
 if __name__ == "__main__":
     mode, *args = sys.argv[1:]
     if mode == "storm":
@@ -130,5 +142,7 @@ if __name__ == "__main__":
         crash(args[0], int(args[1]))
     elif mode == "hold":
         hold(args[0], args[1], float(args[2]))
+    elif mode == "save":
+        save_loop(args[0], *args[1:])
     else:
         raise SystemExit(f"unknown mode {mode!r}")
