@@ -39,7 +39,8 @@ from typing import Any
 import numpy as np
 
 from latecore import BaseEncoder, LateIndex
-from latecore.backends import Backend, Corpus, ExactBackend
+from latecore.backends import Backend, ExactBackend
+from latecore.store import StoreView
 
 os.environ.setdefault("LATECORE_PROGRESS", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -91,7 +92,7 @@ class SyntheticEncoder(BaseEncoder):
         return out
 
 
-def latency(backend: Backend, corpus: Corpus, queries: Sequence[np.ndarray], k: int) -> float:
+def latency(backend: Backend, corpus: StoreView, queries: Sequence[np.ndarray], k: int) -> float:
     """Median seconds per query (one query per call, after one warm-up call)."""
     backend.search(corpus, [queries[0]], k)
     times = []
@@ -107,7 +108,7 @@ def recall(got: Sequence[Sequence[int]], truth: Sequence[Sequence[int]]) -> floa
 
 
 def ranked_ids(index: LateIndex, backend: Backend, queries: Sequence[np.ndarray], k: int) -> list:
-    corpus = index._corpus()
+    corpus = index.store
     return [[corpus.ids[p] for p in r.positions] for r in backend.search(corpus, queries, k)]
 
 
@@ -138,7 +139,7 @@ def synthetic(args: argparse.Namespace) -> list[dict[str, Any]]:
 
     index = LateIndex(encoder, backend="plaid", **plaid_options)  # type: ignore[arg-type]
     add_seconds = add_in_batches(index, args.documents)
-    corpus = index._corpus()
+    corpus = index.store
     exact = ExactBackend()
     truth = ranked_ids(index, exact, queries, k)
     rows.append(
@@ -150,7 +151,7 @@ def synthetic(args: argparse.Namespace) -> list[dict[str, Any]]:
             "recall@10": 1.0,
         }
     )
-    print(f"exact done; {corpus.packed.n_tokens:,} token vectors; peak {peak_gib():.1f} GiB")
+    print(f"exact done; {corpus.n_tokens:,} token vectors; peak {peak_gib():.1f} GiB")
     if "plaid" in args.backends:
         start = time.perf_counter()
         index.build()
@@ -174,7 +175,7 @@ def synthetic(args: argparse.Namespace) -> list[dict[str, Any]]:
         label = f"synthetic {n:,}"
         qdrant = LateIndex(encoder, backend="qdrant", batch_size=256)
         seconds = add_in_batches(qdrant, n)
-        corpus = qdrant._corpus()
+        corpus = qdrant.store
         truth = ranked_ids(qdrant, exact, queries, k)
         rows.append(
             {
@@ -234,7 +235,7 @@ def real(args: argparse.Namespace) -> list[dict[str, Any]]:
                 "corpus": f"sample_corpus {len(texts)} (MiniLM)",
                 "backend": name,
                 "index_s": seconds,
-                "latency_ms": 1000 * latency(index.backend, index._corpus(), query_vectors, args.k),
+                "latency_ms": 1000 * latency(index.backend, index.store, query_vectors, args.k),
                 "recall@10": recall(got, truth),
             }
         )

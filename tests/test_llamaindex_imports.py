@@ -70,6 +70,7 @@ def test_distribution_metadata() -> None:
     "module_name",
     [
         "llama_index.postprocessor.latecore.base",
+        "llama_index.postprocessor.latecore._shared",
         "llama_index.retrievers.latecore.base",
         "llama_index.retrievers.latecore.hybrid",
     ],

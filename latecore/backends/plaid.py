@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._validation import check_count, check_optional_count, check_positive
 from ..store import StoreView
 from .base import Backend, Ranking, SavedState
 
@@ -128,10 +129,12 @@ class PlaidBackend(Backend):
         rebuild_fraction: float = 0.1,
         device: str | None = None,
     ) -> None:
-        if n_candidates is not None and n_candidates < 1:
-            raise ValueError(f"n_candidates must be at least 1, got {n_candidates}")
-        if rebuild_min < 0 or rebuild_fraction < 0:
-            raise ValueError("rebuild_min and rebuild_fraction must not be negative")
+        check_optional_count(n_candidates, "n_candidates", minimum=1)
+        for name, value in {"n_ivf_probe": n_ivf_probe, "n_full_scores": n_full_scores}.items():
+            check_positive(value, name)
+        check_count(rebuild_min, "rebuild_min")
+        if rebuild_fraction < 0:
+            raise ValueError(f"rebuild_fraction must not be negative, got {rebuild_fraction!r}")
         self._search_module = _import_fast_plaid()
         self._settings: dict[str, Any] = {
             "n_candidates": n_candidates,

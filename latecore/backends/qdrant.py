@@ -43,6 +43,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .._validation import check_dtype, check_optional_count, check_positive
 from ..encoder import progress_enabled
 from ..store import StoreView
 from .base import Backend, Ranking, SavedState
@@ -155,12 +156,10 @@ class QdrantBackend(Backend):
         show_progress: bool | None = None,
     ) -> None:
         client_class, self._models = _import_qdrant()
-        if datatype not in ("float16", "float32"):
-            raise ValueError(f"datatype must be 'float16' or 'float32', got {datatype!r}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        if n_candidates is not None and n_candidates < 1:
-            raise ValueError(f"n_candidates must be at least 1, got {n_candidates}")
+        check_dtype(datatype, "datatype")
+        check_positive(batch_size, "batch_size")
+        check_optional_count(n_candidates, "n_candidates", minimum=1)
+        check_optional_count(hnsw_ef, "hnsw_ef", minimum=1)
         self.collection_name = collection_name
         self._connection: dict[str, Any] = {}
         self._owns_client = client is None

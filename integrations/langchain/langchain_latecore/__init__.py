@@ -4,12 +4,19 @@
 - :class:`LateInteractionHybridRetriever`: BM25 candidates reranked by MaxSim, then fused.
 - :class:`LateInteractionReranker`: a document compressor for
   ``ContextualCompressionRetriever`` whose document multivectors are cached.
+
+Both retrievers are :class:`LateSearchRetriever` subclasses: one implementation
+over latecore's searcher protocol, documented there once.
 """
 
 from __future__ import annotations
 
 from .compressors import LateInteractionReranker
-from .retrievers import LateInteractionHybridRetriever, LateInteractionRetriever
+from .retrievers import (
+    LateInteractionHybridRetriever,
+    LateInteractionRetriever,
+    LateSearchRetriever,
+)
 
 __version__ = "0.1.0"
 
@@ -17,5 +24,6 @@ __all__ = [
     "LateInteractionHybridRetriever",
     "LateInteractionReranker",
     "LateInteractionRetriever",
+    "LateSearchRetriever",
     "__version__",
 ]

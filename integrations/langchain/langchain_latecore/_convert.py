@@ -12,7 +12,7 @@ from typing import Any
 
 from langchain_core.documents import Document
 
-from latecore import HybridHit, SearchHit
+from latecore import SearchHit
 
 __all__ = [
     "document_from_hit",
@@ -42,24 +42,21 @@ def documents_to_columns(
     )
 
 
-def document_from_hit(hit: SearchHit | HybridHit) -> Document:
+def document_from_hit(hit: SearchHit) -> Document:
     """A new :class:`Document` for a search hit: its text, id and metadata plus its scores.
 
-    ``metadata["relevance_score"]`` is the hit's score; a hybrid hit also gets
-    ``bm25_score``, ``bm25_rank``, ``colbert_score`` and ``colbert_rank``. The
-    metadata is a deep copy, so changing it never changes the index.
+    ``metadata["relevance_score"]`` is the hit's score, followed by its
+    ``stage_scores`` (a hybrid hit's ``bm25_score``, ``bm25_rank``,
+    ``colbert_score`` and ``colbert_rank``). The metadata is a deep copy, so
+    changing it never changes the index.
     """
-    scores: dict[str, Any] = {"relevance_score": hit.score}
-    if isinstance(hit, HybridHit):
-        scores.update(
-            bm25_score=hit.bm25_score,
-            bm25_rank=hit.bm25_rank,
-            colbert_score=hit.colbert_score,
-            colbert_rank=hit.colbert_rank,
-        )
     return Document(
         page_content=hit.text,
-        metadata={**copy.deepcopy(hit.metadata), **scores},
+        metadata={
+            **copy.deepcopy(hit.metadata),
+            "relevance_score": hit.score,
+            **hit.stage_scores,
+        },
         id=hit.id,
     )
 

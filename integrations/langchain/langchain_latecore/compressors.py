@@ -6,10 +6,11 @@ from collections.abc import Sequence
 
 from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
-from pydantic import ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
 from typing_extensions import Self
 
 from latecore import BaseEncoder, Reranker, load_encoder
+from latecore._validation import check_optional_count
 
 from ._convert import scored_copy
 
@@ -39,7 +40,8 @@ class LateInteractionReranker(BaseDocumentCompressor):
             ColBERT model id or local checkpoint (default: ``$LATECORE_MODEL``,
             else ``answerdotai/answerai-colbert-small-v1``).
         top_n: int | None
-            Number of documents to return (default 3); ``None`` returns all.
+            Number of documents to return, at least 1 (default 3); ``None``
+            returns all.
         cache_dir: str | None
             Multivector cache directory (default: latecore's, ``$LATECORE_CACHE_DIR``
             or the user cache directory).
@@ -118,7 +120,7 @@ class LateInteractionReranker(BaseDocumentCompressor):
         "Not used when an encoder is given.",
     )
     top_n: int | None = Field(
-        default=3, ge=1, description="Number of documents to return; None returns all."
+        default=3, description="Number of documents to return (at least 1); None returns all."
     )
     device: str | None = Field(
         default=None, description="Torch device of a loaded model; None picks CUDA if available."
@@ -133,6 +135,11 @@ class LateInteractionReranker(BaseDocumentCompressor):
     )
 
     _reranker: Reranker = PrivateAttr()
+
+    @field_validator("top_n", mode="before")
+    @classmethod
+    def _check_top_n(cls, value: object) -> int | None:
+        return check_optional_count(value, "top_n", minimum=1)
 
     @model_validator(mode="after")
     def _build_reranker(self) -> Self:

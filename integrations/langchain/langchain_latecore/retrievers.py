@@ -1,11 +1,16 @@
-"""LangChain retrievers over latecore's LateIndex (MaxSim) and HybridSearcher (BM25 -> MaxSim)."""
+"""LangChain retrievers over latecore searchers: one implementation, two discoverable classes.
+
+:class:`LateSearchRetriever` does everything over latecore's ``Searcher`` seam;
+:class:`LateInteractionRetriever` (a ``LateIndex``: MaxSim) and
+:class:`LateInteractionHybridRetriever` (a ``HybridSearcher``: BM25 -> MaxSim)
+only name the searcher they hold and its search options.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import os
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, ClassVar
 
 from langchain_core.callbacks import (
     AsyncCallbackManagerForRetrieverRun,
@@ -13,24 +18,35 @@ from langchain_core.callbacks import (
 )
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from typing_extensions import Self
 
 from latecore import BaseEncoder, HybridSearcher, LateIndex, load_encoder
+from latecore._validation import check_count, check_positive
 from latecore.hybrid import Fusion
+from latecore.searcher import Searcher
 
 from ._convert import document_from_hit, documents_to_columns
 
-__all__ = ["LateInteractionHybridRetriever", "LateInteractionRetriever"]
+__all__ = ["LateInteractionHybridRetriever", "LateInteractionRetriever", "LateSearchRetriever"]
 
 
-class LateInteractionRetriever(BaseRetriever):
-    """Late-interaction (ColBERT) retriever: exact MaxSim search over a latecore index.
+class LateSearchRetriever(BaseRetriever):
+    """A LangChain retriever over a latecore searcher; the base of both latecore retrievers.
 
-    Documents are encoded once, when added, into one vector per token; a query is
-    scored against every stored document by MaxSim (for each query token, its best
-    match in the document, summed). Each returned :class:`Document` keeps its id
-    and metadata and gets ``metadata["relevance_score"]``, the MaxSim score.
+    Use :class:`LateInteractionRetriever` (exact MaxSim over a ``LateIndex``) or
+    :class:`LateInteractionHybridRetriever` (BM25 candidates, MaxSim, fusion);
+    this class holds what they share, so it is documented once here.
+
+    Each returned :class:`Document` keeps its id and metadata (a deep copy: changing
+    it never changes the index) and gets ``metadata["relevance_score"]``, the
+    score the results are sorted by, plus the searcher's per-stage scores, if any.
+    ``invoke(query, k=...)`` overrides ``k`` for one call; other keywords of
+    ``invoke`` are search options of the searcher (for example ``fusion=``), and
+    an option the searcher does not know raises ``TypeError``. Counts follow
+    latecore's rule: ``k`` is a non-negative ``int`` (``0`` returns ``[]``);
+    ``True``, ``1.5`` or ``"3"`` raise ``ValueError``. ``ainvoke`` searches in a
+    worker thread, so the event loop is never blocked.
 
     Setup:
         Install ``langchain-latecore``. Models load through pylate from the Hugging
@@ -41,12 +57,242 @@ class LateInteractionRetriever(BaseRetriever):
         ```
 
     Key init args:
+        k: int
+            Number of documents to return (default 4); `invoke(query, k=...)`
+            overrides it per call.
+
+    Instantiate:
+        `from_texts` and `from_documents` encode documents into a new searcher
+        (with `encoder=` or `model=`, `device=`, `cache_dir=`); each subclass
+        also takes its searcher directly.
+
+    Usage:
+        `add_documents` / `aadd_documents` encode and add documents (an id already
+        indexed is replaced); `delete` / `adelete` remove them by id.
+
+    Use within a chain:
+        ```python
+        from langchain_core.output_parsers import StrOutputParser
+        from langchain_core.prompts import ChatPromptTemplate
+        from langchain_core.runnables import RunnablePassthrough
+        from langchain_openai import ChatOpenAI
+
+        prompt = ChatPromptTemplate.from_template(
+            \"\"\"Answer the question based only on the context provided.
+
+        Context: {context}
+
+        Question: {question}\"\"\"
+        )
+
+        llm = ChatOpenAI(model="gpt-4o-mini")
+
+
+        def format_docs(docs):
+            return "\\n\\n".join(doc.page_content for doc in docs)
+
+
+        chain = (
+            {"context": retriever | format_docs, "question": RunnablePassthrough()}
+            | prompt
+            | llm
+            | StrOutputParser()
+        )
+
+        chain.invoke("What is the capital of Germany?")
+        ```
+    """
+
+    k: int = Field(default=4, description="Number of documents to return.")
+
+    _searcher_field: ClassVar[str]
+    """Name of the field holding the latecore searcher."""
+    _searcher_class: ClassVar[Callable[..., Searcher[Any]]]
+    """What :meth:`from_texts` builds: ``searcher_class(encoder, **searcher_kwargs)``."""
+    _search_options: ClassVar[tuple[str, ...]] = ()
+    """Fields that are default search options, overridable per call by ``invoke``."""
+
+    @field_validator("k", mode="before")
+    @classmethod
+    def _check_k(cls, value: object) -> int:
+        return check_count(value, "k")
+
+    @classmethod
+    def from_texts(
+        cls,
+        texts: Iterable[str],
+        encoder: BaseEncoder | None = None,
+        metadatas: Sequence[Mapping[str, Any] | None] | None = None,
+        ids: Sequence[str] | None = None,
+        *,
+        model: str | os.PathLike[str] | None = None,
+        device: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        searcher_kwargs: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Self:
+        """Encode ``texts`` into a new searcher and return a retriever over it.
+
+        Parameters
+        ----------
+        texts
+            The document texts.
+        encoder
+            A latecore encoder (for example ``latecore.Encoder(...)``, or a
+            ``latecore.testing.FakeEncoder`` in tests). Exclusive with ``model``.
+        metadatas
+            One metadata mapping (or ``None``) per text.
+        ids
+            One id per text; uuid4 hex ids are generated when omitted.
+        model
+            ColBERT model id or local checkpoint, loaded when no ``encoder`` is
+            given; ``None`` lets latecore pick its default model.
+        device
+            Device for a loaded ``model``; ``None`` picks CUDA when available.
+        cache_dir
+            Multivector cache directory of a loaded ``model``; ``None`` uses
+            latecore's default, so re-indexing the same texts does not re-encode them.
+        searcher_kwargs
+            Other options of the searcher's constructor (``latecore.LateIndex``:
+            ``dtype``, ``backend``, ...; ``latecore.HybridSearcher``: ``rrf_k``,
+            ``alpha``, ``stopwords``, ``stemmer``).
+        **kwargs
+            Fields of the retriever, such as ``k``.
+
+        Returns
+        -------
+        Self
+            A retriever over the new searcher.
+        """
+        encoder = load_encoder(model, encoder=encoder, device=device, cache_dir=cache_dir)
+        searcher = cls._searcher_class(encoder, **(searcher_kwargs or {}))
+        searcher.add(list(texts), ids=ids, metadatas=metadatas)
+        fields: dict[str, Any] = {cls._searcher_field: searcher}
+        return cls(**fields, **kwargs)
+
+    @classmethod
+    def from_documents(
+        cls,
+        documents: Iterable[Document],
+        encoder: BaseEncoder | None = None,
+        *,
+        ids: Sequence[str] | None = None,
+        model: str | os.PathLike[str] | None = None,
+        device: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        searcher_kwargs: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Self:
+        """Encode ``documents`` into a new searcher; ids come from ``ids``, else ``Document.id``.
+
+        See :meth:`from_texts` for the other parameters.
+        """
+        texts, doc_ids, metadatas = documents_to_columns(documents, ids)
+        return cls.from_texts(
+            texts,
+            encoder,
+            metadatas,
+            doc_ids,
+            model=model,
+            device=device,
+            cache_dir=cache_dir,
+            searcher_kwargs=searcher_kwargs,
+            **kwargs,
+        )
+
+    @property
+    def _searcher(self) -> Searcher[Any]:
+        searcher: Searcher[Any] = getattr(self, self._searcher_field)
+        return searcher
+
+    @property
+    def encoder(self) -> BaseEncoder:
+        """The encoder of the documents and the queries."""
+        return self._searcher.encoder
+
+    def add_documents(
+        self, documents: Iterable[Document], *, ids: Sequence[str] | None = None
+    ) -> list[str]:
+        """Encode and add documents; a document whose id is already indexed replaces it.
+
+        Returns
+        -------
+        list of str
+            The ids: from ``ids``, else ``Document.id``, else newly generated.
+        """
+        texts, doc_ids, metadatas = documents_to_columns(documents, ids)
+        return self._searcher.add(texts, ids=doc_ids, metadatas=metadatas)
+
+    async def aadd_documents(
+        self, documents: Iterable[Document], *, ids: Sequence[str] | None = None
+    ) -> list[str]:
+        """:meth:`add_documents` in a worker thread."""
+        texts, doc_ids, metadatas = documents_to_columns(documents, ids)
+        return await self._searcher.aadd(texts, ids=doc_ids, metadatas=metadatas)
+
+    def delete(self, ids: Sequence[str]) -> int:
+        """Remove documents by id; unknown ids are ignored. Returns how many were removed."""
+        return self._searcher.delete(ids)
+
+    async def adelete(self, ids: Sequence[str]) -> int:
+        """:meth:`delete` in a worker thread."""
+        return await self._searcher.adelete(ids)
+
+    def _search_args(self, k: int | None, options: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        """``k`` and the search options of one call: what ``invoke`` gave, else the fields.
+
+        Values are passed on unchanged, so the searcher's own rules refuse a bad
+        one (``k=True``, an unknown option) exactly as a direct search would.
+        """
+        for name in self._search_options:
+            if options.get(name) is None:
+                options[name] = getattr(self, name)
+        return (self.k if k is None else k), options
+
+    def _get_relevant_documents(
+        self,
+        query: str,
+        *,
+        run_manager: CallbackManagerForRetrieverRun,
+        k: int | None = None,
+        **options: Any,
+    ) -> list[Document]:
+        k, options = self._search_args(k, options)
+        return [document_from_hit(hit) for hit in self._searcher.search(query, k, **options)]
+
+    async def _aget_relevant_documents(
+        self,
+        query: str,
+        *,
+        run_manager: AsyncCallbackManagerForRetrieverRun,
+        k: int | None = None,
+        **options: Any,
+    ) -> list[Document]:
+        k, options = self._search_args(k, options)
+        hits = await self._searcher.asearch(query, k, **options)
+        return [document_from_hit(hit) for hit in hits]
+
+
+class LateInteractionRetriever(LateSearchRetriever):
+    """Late-interaction (ColBERT) retriever: exact MaxSim search over a latecore index.
+
+    Documents are encoded once, when added, into one vector per token; a query is
+    scored against every stored document by MaxSim (for each query token, its best
+    match in the document, summed): ``metadata["relevance_score"]`` is the MaxSim
+    score. Behaviour shared with the hybrid retriever (documents, ``k``, updates,
+    async) is described in :class:`LateSearchRetriever`.
+
+    Setup:
+        ```bash
+        pip install -U langchain-latecore
+        ```
+
+    Key init args:
         index: latecore.LateIndex
             The documents and their multivectors (build one with `from_texts` or
             `from_documents`, or load a saved one with `latecore.LateIndex.load`).
         k: int
-            Number of documents to return (default 4); `invoke(query, k=...)`
-            overrides it per call.
+            Number of documents to return (default 4).
 
     Instantiate:
         ```python
@@ -84,185 +330,31 @@ class LateInteractionRetriever(BaseRetriever):
         ```
 
     Use within a chain:
-        ```python
-        from langchain_core.output_parsers import StrOutputParser
-        from langchain_core.prompts import ChatPromptTemplate
-        from langchain_core.runnables import RunnablePassthrough
-        from langchain_openai import ChatOpenAI
-
-        prompt = ChatPromptTemplate.from_template(
-            \"\"\"Answer the question based only on the context provided.
-
-        Context: {context}
-
-        Question: {question}\"\"\"
-        )
-
-        llm = ChatOpenAI(model="gpt-4o-mini")
-
-
-        def format_docs(docs):
-            return "\\n\\n".join(doc.page_content for doc in docs)
-
-
-        chain = (
-            {"context": retriever | format_docs, "question": RunnablePassthrough()}
-            | prompt
-            | llm
-            | StrOutputParser()
-        )
-
-        chain.invoke("What is the capital of Germany?")
-        ```
+        As for any retriever; see :class:`LateSearchRetriever`.
     """
 
     index: LateIndex = Field(description="The latecore index searched by MaxSim.")
-    k: int = Field(default=4, ge=0, description="Number of documents to return.")
 
-    @classmethod
-    def from_texts(
-        cls,
-        texts: Iterable[str],
-        encoder: BaseEncoder | None = None,
-        metadatas: Sequence[Mapping[str, Any] | None] | None = None,
-        ids: Sequence[str] | None = None,
-        *,
-        model: str | os.PathLike[str] | None = None,
-        device: str | None = None,
-        cache_dir: str | os.PathLike[str] | None = None,
-        **kwargs: Any,
-    ) -> Self:
-        """Encode ``texts`` into a new index and return a retriever over it.
-
-        Parameters
-        ----------
-        texts
-            The document texts.
-        encoder
-            A latecore encoder (for example ``latecore.Encoder(...)``, or a
-            ``latecore.testing.FakeEncoder`` in tests). Exclusive with ``model``.
-        metadatas
-            One metadata mapping (or ``None``) per text.
-        ids
-            One id per text; uuid4 hex ids are generated when omitted.
-        model
-            ColBERT model id or local checkpoint, loaded when no ``encoder`` is
-            given; ``None`` lets latecore pick its default model.
-        device
-            Device for a loaded ``model``; ``None`` picks CUDA when available.
-        cache_dir
-            Multivector cache directory of a loaded ``model``; ``None`` uses
-            latecore's default, so re-indexing the same texts does not re-encode them.
-        **kwargs
-            Other fields of the retriever, such as ``k``.
-
-        Returns
-        -------
-        LateInteractionRetriever
-            A retriever over the new index.
-        """
-        index = LateIndex(load_encoder(model, encoder=encoder, device=device, cache_dir=cache_dir))
-        index.add(list(texts), ids=ids, metadatas=metadatas)
-        return cls(index=index, **kwargs)
-
-    @classmethod
-    def from_documents(
-        cls,
-        documents: Iterable[Document],
-        encoder: BaseEncoder | None = None,
-        *,
-        ids: Sequence[str] | None = None,
-        model: str | os.PathLike[str] | None = None,
-        device: str | None = None,
-        cache_dir: str | os.PathLike[str] | None = None,
-        **kwargs: Any,
-    ) -> Self:
-        """Encode ``documents`` into a new index; ids come from ``ids``, else ``Document.id``.
-
-        See :meth:`from_texts` for the other parameters.
-        """
-        texts, doc_ids, metadatas = documents_to_columns(documents, ids)
-        return cls.from_texts(
-            texts,
-            encoder,
-            metadatas,
-            doc_ids,
-            model=model,
-            device=device,
-            cache_dir=cache_dir,
-            **kwargs,
-        )
-
-    @property
-    def encoder(self) -> BaseEncoder:
-        """The encoder of the index."""
-        return self.index.encoder
-
-    def add_documents(
-        self, documents: Iterable[Document], *, ids: Sequence[str] | None = None
-    ) -> list[str]:
-        """Encode and add documents; a document whose id is already indexed replaces it.
-
-        Returns
-        -------
-        list of str
-            The ids: from ``ids``, else ``Document.id``, else newly generated.
-        """
-        texts, doc_ids, metadatas = documents_to_columns(documents, ids)
-        return self.index.add(texts, ids=doc_ids, metadatas=metadatas)
-
-    async def aadd_documents(
-        self, documents: Iterable[Document], *, ids: Sequence[str] | None = None
-    ) -> list[str]:
-        """:meth:`add_documents` in a worker thread."""
-        return await asyncio.to_thread(self.add_documents, list(documents), ids=ids)
-
-    def delete(self, ids: Sequence[str]) -> int:
-        """Remove documents by id; unknown ids are ignored. Returns how many were removed."""
-        return self.index.delete(ids)
-
-    async def adelete(self, ids: Sequence[str]) -> int:
-        """:meth:`delete` in a worker thread."""
-        return await asyncio.to_thread(self.delete, ids)
-
-    def _get_relevant_documents(
-        self,
-        query: str,
-        *,
-        run_manager: CallbackManagerForRetrieverRun,
-        k: int | None = None,
-    ) -> list[Document]:
-        hits = self.index.search(query, k=self.k if k is None else k)
-        return [document_from_hit(hit) for hit in hits]
-
-    async def _aget_relevant_documents(
-        self,
-        query: str,
-        *,
-        run_manager: AsyncCallbackManagerForRetrieverRun,
-        k: int | None = None,
-    ) -> list[Document]:
-        hits = await asyncio.to_thread(self.index.search, query, self.k if k is None else k)
-        return [document_from_hit(hit) for hit in hits]
+    _searcher_field: ClassVar[str] = "index"
+    _searcher_class: ClassVar[Callable[..., Searcher[Any]]] = LateIndex
 
 
-class LateInteractionHybridRetriever(BaseRetriever):
+class LateInteractionHybridRetriever(LateSearchRetriever):
     """Hybrid retriever: BM25 candidates reranked by ColBERT late interaction, then fused.
 
     BM25 picks the ``candidates`` best lexical matches; their stored multivectors
     are scored by exact MaxSim (nothing is re-encoded at query time) and the two
     rankings are fused: ``"rerank"`` (MaxSim order, the default), ``"rrf"``
     (reciprocal rank fusion) or ``"linear"`` (weighted min-max normalised scores).
-    A document sharing no word with the query is not a candidate.
+    A document sharing no word with the query is not a candidate. BM25 is rebuilt
+    over the whole corpus on the first query after an update, so add in batches.
 
-    Each returned :class:`Document` keeps its id and metadata and gets
-    ``relevance_score`` (the fused score), ``bm25_score``, ``bm25_rank``,
-    ``colbert_score`` and ``colbert_rank`` (1-based ranks among the candidates).
+    ``metadata["relevance_score"]`` is the fused score; each document also gets
+    ``bm25_score``, ``bm25_rank``, ``colbert_score`` and ``colbert_rank`` (1-based
+    ranks among the candidates). Behaviour shared with the MaxSim retriever
+    (documents, ``k``, updates, async) is described in :class:`LateSearchRetriever`.
 
     Setup:
-        Install ``langchain-latecore``. Models load through pylate from the Hugging
-        Face Hub or a local directory.
-
         ```bash
         pip install -U langchain-latecore
         ```
@@ -276,7 +368,8 @@ class LateInteractionHybridRetriever(BaseRetriever):
         fusion: "rerank" | "rrf" | "linear"
             How the two rankings are combined (default: the searcher's).
         candidates: int
-            BM25 candidates scored by MaxSim per query (default: the searcher's, 100).
+            BM25 candidates scored by MaxSim per query, at least 1 (default: the
+            searcher's, 100).
 
         `k`, `fusion` and `candidates` can also be passed to `invoke`.
 
@@ -309,40 +402,10 @@ class LateInteractionHybridRetriever(BaseRetriever):
         ```
 
     Use within a chain:
-        ```python
-        from langchain_core.output_parsers import StrOutputParser
-        from langchain_core.prompts import ChatPromptTemplate
-        from langchain_core.runnables import RunnablePassthrough
-        from langchain_openai import ChatOpenAI
-
-        prompt = ChatPromptTemplate.from_template(
-            \"\"\"Answer the question based only on the context provided.
-
-        Context: {context}
-
-        Question: {question}\"\"\"
-        )
-
-        llm = ChatOpenAI(model="gpt-4o-mini")
-
-
-        def format_docs(docs):
-            return "\\n\\n".join(doc.page_content for doc in docs)
-
-
-        chain = (
-            {"context": retriever | format_docs, "question": RunnablePassthrough()}
-            | prompt
-            | llm
-            | StrOutputParser()
-        )
-
-        chain.invoke("what does error E1234 mean")
-        ```
+        As for any retriever; see :class:`LateSearchRetriever`.
     """
 
     searcher: HybridSearcher = Field(description="The latecore BM25 -> MaxSim searcher.")
-    k: int = Field(default=4, ge=0, description="Number of documents to return.")
     fusion: Fusion = Field(
         default="rerank",
         description="Fusion of the BM25 and MaxSim rankings: 'rerank', 'rrf' or 'linear'. "
@@ -350,9 +413,12 @@ class LateInteractionHybridRetriever(BaseRetriever):
     )
     candidates: int = Field(
         default=100,
-        ge=1,
         description="BM25 candidates scored by MaxSim per query. Defaults to the searcher's.",
     )
+
+    _searcher_field: ClassVar[str] = "searcher"
+    _searcher_class: ClassVar[Callable[..., Searcher[Any]]] = HybridSearcher
+    _search_options: ClassVar[tuple[str, ...]] = ("fusion", "candidates")
 
     @model_validator(mode="before")
     @classmethod
@@ -362,89 +428,10 @@ class LateInteractionHybridRetriever(BaseRetriever):
             data = {"fusion": searcher.fusion, "candidates": searcher.candidates, **data}
         return data
 
+    @field_validator("candidates", mode="before")
     @classmethod
-    def from_texts(
-        cls,
-        texts: Iterable[str],
-        encoder: BaseEncoder | None = None,
-        metadatas: Sequence[Mapping[str, Any] | None] | None = None,
-        ids: Sequence[str] | None = None,
-        *,
-        model: str | os.PathLike[str] | None = None,
-        device: str | None = None,
-        cache_dir: str | os.PathLike[str] | None = None,
-        searcher_kwargs: Mapping[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> Self:
-        """Index ``texts`` for BM25 and MaxSim and return a retriever over them.
-
-        Parameters
-        ----------
-        texts
-            The document texts.
-        encoder
-            A latecore encoder for the ColBERT stage. Exclusive with ``model``.
-        metadatas
-            One metadata mapping (or ``None``) per text.
-        ids
-            One id per text; uuid4 hex ids are generated when omitted.
-        model
-            ColBERT model id or local checkpoint, loaded when no ``encoder`` is
-            given; ``None`` lets latecore pick its default model.
-        device
-            Device for a loaded ``model``; ``None`` picks CUDA when available.
-        cache_dir
-            Multivector cache directory of a loaded ``model``; ``None`` uses
-            latecore's default.
-        searcher_kwargs
-            Other options of :class:`latecore.HybridSearcher`: ``rrf_k``,
-            ``alpha``, ``stopwords``, ``stemmer``.
-        **kwargs
-            Fields of the retriever: ``k``, ``fusion``, ``candidates``, ...
-
-        Returns
-        -------
-        LateInteractionHybridRetriever
-            A retriever over the new searcher.
-        """
-        searcher = HybridSearcher.from_texts(
-            list(texts),
-            load_encoder(model, encoder=encoder, device=device, cache_dir=cache_dir),
-            ids=ids,
-            metadatas=metadatas,
-            **(searcher_kwargs or {}),
-        )
-        return cls(searcher=searcher, **kwargs)
-
-    @classmethod
-    def from_documents(
-        cls,
-        documents: Iterable[Document],
-        encoder: BaseEncoder | None = None,
-        *,
-        ids: Sequence[str] | None = None,
-        model: str | os.PathLike[str] | None = None,
-        device: str | None = None,
-        cache_dir: str | os.PathLike[str] | None = None,
-        searcher_kwargs: Mapping[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> Self:
-        """Index ``documents``; ids come from ``ids``, else ``Document.id``.
-
-        See :meth:`from_texts` for the other parameters.
-        """
-        texts, doc_ids, metadatas = documents_to_columns(documents, ids)
-        return cls.from_texts(
-            texts,
-            encoder,
-            metadatas,
-            doc_ids,
-            model=model,
-            device=device,
-            cache_dir=cache_dir,
-            searcher_kwargs=searcher_kwargs,
-            **kwargs,
-        )
+    def _check_candidates(cls, value: object) -> int:
+        return check_positive(value, "candidates")
 
     @classmethod
     def from_index(
@@ -457,7 +444,7 @@ class LateInteractionHybridRetriever(BaseRetriever):
         """A retriever over an existing :class:`~latecore.LateIndex` (shared, not copied).
 
         BM25 is built over the index's stored texts; ``searcher_kwargs`` and
-        ``kwargs`` are as in :meth:`from_texts`.
+        ``kwargs`` are as in :meth:`~LateSearchRetriever.from_texts`.
         """
         searcher = HybridSearcher.from_index(index, **(searcher_kwargs or {}))
         return cls(searcher=searcher, **kwargs)
@@ -466,66 +453,3 @@ class LateInteractionHybridRetriever(BaseRetriever):
     def index(self) -> LateIndex:
         """The index holding the documents and their multivectors."""
         return self.searcher.index
-
-    def add_documents(
-        self, documents: Iterable[Document], *, ids: Sequence[str] | None = None
-    ) -> list[str]:
-        """Encode and add documents to both stages; an already indexed id is replaced.
-
-        BM25 is rebuilt over the whole corpus on the next query, so add in batches.
-
-        Returns
-        -------
-        list of str
-            The ids: from ``ids``, else ``Document.id``, else newly generated.
-        """
-        texts, doc_ids, metadatas = documents_to_columns(documents, ids)
-        return self.searcher.add(texts, ids=doc_ids, metadatas=metadatas)
-
-    async def aadd_documents(
-        self, documents: Iterable[Document], *, ids: Sequence[str] | None = None
-    ) -> list[str]:
-        """:meth:`add_documents` in a worker thread."""
-        return await asyncio.to_thread(self.add_documents, list(documents), ids=ids)
-
-    def delete(self, ids: Sequence[str]) -> int:
-        """Remove documents by id from both stages; returns how many were removed."""
-        return self.searcher.delete(ids)
-
-    async def adelete(self, ids: Sequence[str]) -> int:
-        """:meth:`delete` in a worker thread."""
-        return await asyncio.to_thread(self.delete, ids)
-
-    def _get_relevant_documents(
-        self,
-        query: str,
-        *,
-        run_manager: CallbackManagerForRetrieverRun,
-        k: int | None = None,
-        fusion: Fusion | None = None,
-        candidates: int | None = None,
-    ) -> list[Document]:
-        hits = self.searcher.search(
-            query,
-            self.k if k is None else k,
-            fusion=self.fusion if fusion is None else fusion,
-            candidates=self.candidates if candidates is None else candidates,
-        )
-        return [document_from_hit(hit) for hit in hits]
-
-    async def _aget_relevant_documents(
-        self,
-        query: str,
-        *,
-        run_manager: AsyncCallbackManagerForRetrieverRun,
-        k: int | None = None,
-        fusion: Fusion | None = None,
-        candidates: int | None = None,
-    ) -> list[Document]:
-        hits = await self.searcher.asearch(
-            query,
-            self.k if k is None else k,
-            fusion=self.fusion if fusion is None else fusion,
-            candidates=self.candidates if candidates is None else candidates,
-        )
-        return [document_from_hit(hit) for hit in hits]

@@ -1,6 +1,8 @@
-"""Conversions shared by the postprocessor and the retrievers of llama-index-latecore.
+"""Node helpers of llama-index-latecore, public as ``llama_index.postprocessor.latecore.*``.
 
-Private: nothing here is part of the public API.
+The retrievers (``llama_index.retrievers.latecore``) import them from that
+public path: both packages ship in the one ``llama-index-latecore``
+distribution, and the postprocessor is the one that needs nothing of the other.
 """
 
 from __future__ import annotations
@@ -19,7 +21,19 @@ def with_hidden_metadata(node: BaseNode, extra: Mapping[str, Any]) -> BaseNode:
     The added keys are excluded from the embedding and LLM views of the node, so
     ``get_content(metadata_mode=...)`` returns the same text as before: scores
     never leak into prompts, and a reranker downstream still hits its cache. The
-    copy keeps the node's id; ``node`` itself is not modified.
+    copy keeps the node's id; ``node`` itself is not modified. This is how
+    ``LateInteractionRerank`` keeps ``retrieval_score`` and the hybrid retriever
+    its per-stage scores.
+
+    Examples
+    --------
+    >>> from llama_index.core.schema import MetadataMode, TextNode
+    >>> node = TextNode(text="cats purr", metadata={"topic": "cats"}, id_="c")
+    >>> scored = with_hidden_metadata(node, {"retrieval_score": 0.9})
+    >>> scored.metadata, scored.node_id, node.metadata
+    ({'topic': 'cats', 'retrieval_score': 0.9}, 'c', {'topic': 'cats'})
+    >>> scored.get_content(MetadataMode.LLM) == node.get_content(MetadataMode.LLM)
+    True
     """
     embed_hidden = node.excluded_embed_metadata_keys
     llm_hidden = node.excluded_llm_metadata_keys

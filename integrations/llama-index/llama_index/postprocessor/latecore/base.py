@@ -13,6 +13,7 @@ from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
 from latecore import BaseEncoder, Reranker, load_encoder
+from latecore._validation import check_positive
 
 from ._shared import with_hidden_metadata
 
@@ -45,7 +46,8 @@ class LateInteractionRerank(BaseNodePostprocessor):
         ``encoder`` or ``reranker`` is given; it then only names the model in
         events.
     top_n
-        Number of nodes returned.
+        Number of nodes returned: a positive ``int`` (LlamaIndex's convention:
+        ``0``, ``True``, ``1.5`` and ``"3"`` raise ``ValueError``).
     keep_retrieval_score
         Keep each node's incoming score in ``metadata["retrieval_score"]``.
     device
@@ -82,7 +84,7 @@ class LateInteractionRerank(BaseNodePostprocessor):
     """
 
     model: str = Field(description="ColBERT model id or local checkpoint directory.")
-    top_n: int = Field(default=5, ge=1, description="Number of nodes to return.")
+    top_n: int = Field(default=5, description="Number of nodes to return (at least 1).")
     keep_retrieval_score: bool = Field(
         default=False,
         description="Keep the incoming score in the node's metadata['retrieval_score'].",
@@ -108,6 +110,7 @@ class LateInteractionRerank(BaseNodePostprocessor):
         reranker: Reranker | None = None,
         **kwargs: Any,
     ) -> None:
+        top_n = check_positive(top_n, "top_n")  # before any model is loaded
         if encoder is not None and reranker is not None:
             raise ValueError("pass either encoder or reranker, not both")
         if reranker is None:

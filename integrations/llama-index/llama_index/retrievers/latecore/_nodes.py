@@ -1,4 +1,4 @@
-"""Nodes in and out of a latecore index, and the insert/delete API both retrievers share.
+"""One LlamaIndex retriever over any latecore searcher: nodes in, nodes with scores out.
 
 A node is stored the way LlamaIndex vector stores store it: the text that is
 encoded is ``node.get_content(metadata_mode=MetadataMode.EMBED)``, and the whole
@@ -8,9 +8,8 @@ reloaded :class:`~latecore.LateIndex` gives back the same nodes.
 
 from __future__ import annotations
 
-from abc import abstractmethod
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.callbacks import CallbackManager
@@ -21,18 +20,25 @@ from llama_index.core.schema import (
     Document,
     IndexNode,
     MetadataMode,
+    NodeWithScore,
+    QueryBundle,
     TextNode,
     TransformComponent,
 )
 from llama_index.core.settings import Settings
 from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
+from llama_index.postprocessor.latecore import with_hidden_metadata
 from typing_extensions import Self
 
-from latecore import LateIndex
+from latecore import SearchHit
+from latecore._validation import check_positive
+from latecore.searcher import Searcher
 
-__all__ = ["LateRetrieverBase", "check_top_k", "node_from_record"]
+__all__ = ["LateSearchRetriever", "node_from_record", "node_with_score"]
 
 _NODE_CONTENT = "_node_content"
+
+SearcherT = TypeVar("SearcherT", bound="Searcher[Any]")
 
 
 def node_from_record(node_id: str, text: str, metadata: dict[str, Any]) -> BaseNode:
@@ -46,25 +52,48 @@ def node_from_record(node_id: str, text: str, metadata: dict[str, Any]) -> BaseN
     return TextNode(id_=node_id, text=text, metadata=metadata)
 
 
-def check_top_k(similarity_top_k: int) -> None:
-    """Reject a ``similarity_top_k`` below 1 (before any model is loaded)."""
-    if similarity_top_k < 1:
-        raise ValueError(f"similarity_top_k must be at least 1, got {similarity_top_k}")
+def node_with_score(hit: SearchHit) -> NodeWithScore:
+    """The stored node of ``hit`` with its score; per-stage scores go into hidden metadata.
+
+    A hybrid hit's ``stage_scores`` (``bm25_score``, ``bm25_rank``,
+    ``colbert_score``, ``colbert_rank``) are added to a copy of the node's
+    metadata, hidden from its embedding and LLM views (see
+    :func:`~llama_index.postprocessor.latecore.with_hidden_metadata`).
+    """
+    node = node_from_record(hit.id, hit.text, hit.metadata)
+    if hit.stage_scores:
+        node = with_hidden_metadata(node, hit.stage_scores)
+    return NodeWithScore(node=node, score=hit.score)
 
 
-class LateRetrieverBase(BaseRetriever):
-    """Insertion and deletion of nodes for retrievers over a :class:`~latecore.LateIndex`.
+class LateSearchRetriever(BaseRetriever, Generic[SearcherT]):
+    """A LlamaIndex retriever over a latecore searcher: the base of both latecore retrievers.
 
-    Subclasses check their arguments (:func:`check_top_k`) and set up their
-    backend, then call this constructor, which inserts ``nodes``. They provide
-    :meth:`_add` and :meth:`_delete` (the backend's own ``add``/``delete``),
-    :attr:`index`, and the retrieval itself.
+    Everything is here: inserting, deleting and getting nodes, and retrieval
+    through ``searcher.search`` / ``searcher.asearch`` (``aretrieve`` never
+    blocks the event loop). :class:`LateInteractionRetriever` and
+    :class:`LateInteractionHybridRetriever` only build their searcher; this class
+    also takes any :class:`latecore.searcher.Searcher` as it is.
+
+    Parameters
+    ----------
+    nodes
+        Nodes (or documents, used whole) to index.
+    searcher
+        The latecore searcher holding the nodes.
+    similarity_top_k
+        Number of nodes returned per query: a positive ``int`` (LlamaIndex's
+        convention: ``0``, ``True``, ``1.5`` and ``"3"`` raise ``ValueError``).
+        Can be changed later by assigning to it.
+    callback_manager, objects, object_map, verbose
+        As for any LlamaIndex :class:`BaseRetriever`.
     """
 
     def __init__(
         self,
         nodes: Sequence[BaseNode] | None = None,
         *,
+        searcher: SearcherT,
         similarity_top_k: int = DEFAULT_SIMILARITY_TOP_K,
         callback_manager: CallbackManager | None = None,
         objects: list[IndexNode] | None = None,
@@ -72,6 +101,7 @@ class LateRetrieverBase(BaseRetriever):
         verbose: bool = False,
     ) -> None:
         self.similarity_top_k = similarity_top_k
+        self._searcher = searcher
         super().__init__(
             callback_manager=callback_manager,
             object_map=object_map,
@@ -82,17 +112,18 @@ class LateRetrieverBase(BaseRetriever):
             self.insert_nodes(nodes)
 
     @property
-    @abstractmethod
-    def index(self) -> LateIndex:
-        """The latecore index holding the nodes' texts, vectors and serialised nodes."""
+    def similarity_top_k(self) -> int:
+        """Number of nodes returned per query."""
+        return self._similarity_top_k
 
-    @abstractmethod
-    def _add(
-        self, texts: list[str], ids: list[str], metadatas: list[dict[str, Any]]
-    ) -> list[str]: ...
+    @similarity_top_k.setter
+    def similarity_top_k(self, value: int) -> None:
+        self._similarity_top_k = check_positive(value, "similarity_top_k")
 
-    @abstractmethod
-    def _delete(self, ids: list[str]) -> int: ...
+    @property
+    def searcher(self) -> SearcherT:
+        """The latecore searcher holding the nodes' texts, vectors and serialised nodes."""
+        return self._searcher
 
     @classmethod
     def from_documents(
@@ -136,17 +167,19 @@ class LateRetrieverBase(BaseRetriever):
         nodes = list(nodes)
         if not nodes:
             return []
-        return self._add(
+        return self._searcher.add(
             [n.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes],
-            [n.node_id for n in nodes],
-            [node_to_metadata_dict(n, remove_text=False, flat_metadata=False) for n in nodes],
+            ids=[n.node_id for n in nodes],
+            metadatas=[
+                node_to_metadata_dict(n, remove_text=False, flat_metadata=False) for n in nodes
+            ],
         )
 
     def delete_nodes(self, node_ids: Sequence[str]) -> int:
         """Remove nodes by id (unknown ids are ignored); returns how many were removed."""
         if isinstance(node_ids, str):
             raise TypeError("delete_nodes takes a sequence of node ids; wrap a single id in a list")
-        return self._delete(list(node_ids))
+        return self._searcher.delete(list(node_ids))
 
     def delete_ref_doc(self, ref_doc_id: str) -> int:
         """Remove every node that was split from the document ``ref_doc_id``.
@@ -156,12 +189,22 @@ class LateRetrieverBase(BaseRetriever):
         int
             How many nodes were removed.
         """
-        index = self.index
+        searcher = self._searcher
         doomed = [
-            hit.id for hit in index.get(index.ids) if hit.metadata.get("ref_doc_id") == ref_doc_id
+            hit.id
+            for hit in searcher.get(searcher.ids)
+            if hit.metadata.get("ref_doc_id") == ref_doc_id
         ]
-        return self._delete(doomed)
+        return searcher.delete(doomed)
 
     def get_nodes(self, node_ids: Sequence[str]) -> list[BaseNode]:
         """The indexed nodes with these ids, in the order given (unknown ids are skipped)."""
-        return [node_from_record(h.id, h.text, h.metadata) for h in self.index.get(list(node_ids))]
+        return [node_from_record(h.id, h.text, h.metadata) for h in self._searcher.get(node_ids)]
+
+    def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+        hits = self._searcher.search(query_bundle.query_str, self.similarity_top_k)
+        return [node_with_score(hit) for hit in hits]
+
+    async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+        hits = await self._searcher.asearch(query_bundle.query_str, self.similarity_top_k)
+        return [node_with_score(hit) for hit in hits]

@@ -2,28 +2,29 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Sequence
 from typing import Any
 
 from llama_index.core.callbacks import CallbackManager
 from llama_index.core.constants import DEFAULT_SIMILARITY_TOP_K
-from llama_index.core.schema import BaseNode, IndexNode, NodeWithScore, QueryBundle
+from llama_index.core.schema import BaseNode, IndexNode
 
 from latecore import BaseEncoder, LateIndex, load_encoder
+from latecore._validation import check_positive
 
-from ._nodes import LateRetrieverBase, check_top_k, node_from_record
+from ._nodes import LateSearchRetriever
 
 __all__ = ["LateInteractionRetriever"]
 
 
-class LateInteractionRetriever(LateRetrieverBase):
+class LateInteractionRetriever(LateSearchRetriever[LateIndex]):
     """Retrieve nodes by ColBERT late interaction: exact MaxSim over every indexed node.
 
     Nodes are encoded once, when inserted, and kept in a :class:`latecore.LateIndex`
     (token vectors packed in memory); a query costs one query encode and one pass
     over the packed vectors. Node text is ``get_content(metadata_mode=MetadataMode.EMBED)``.
+    Inserting, deleting and retrieving are those of :class:`LateSearchRetriever`.
 
     Parameters
     ----------
@@ -41,10 +42,8 @@ class LateInteractionRetriever(LateRetrieverBase):
         Torch device for the model; ``None`` picks CUDA when available.
     cache_dir
         Multivector cache directory; ``None`` uses latecore's default.
-    similarity_top_k
-        Number of nodes returned per query.
-    callback_manager, objects, object_map, verbose
-        As for any LlamaIndex :class:`BaseRetriever`.
+    similarity_top_k, callback_manager, objects, object_map, verbose
+        As for :class:`LateSearchRetriever` (``similarity_top_k`` is at least 1).
 
     Examples
     --------
@@ -80,14 +79,14 @@ class LateInteractionRetriever(LateRetrieverBase):
     ) -> None:
         if index is not None and encoder is not None:
             raise ValueError("pass either index or encoder, not both (an index has its encoder)")
-        check_top_k(similarity_top_k)
-        self._index = (
-            index
-            if index is not None
-            else LateIndex(load_encoder(model, encoder=encoder, device=device, cache_dir=cache_dir))
-        )
+        check_positive(similarity_top_k, "similarity_top_k")  # before any model is loaded
+        if index is None:
+            index = LateIndex(
+                load_encoder(model, encoder=encoder, device=device, cache_dir=cache_dir)
+            )
         super().__init__(
             nodes,
+            searcher=index,
             similarity_top_k=similarity_top_k,
             callback_manager=callback_manager,
             objects=objects,
@@ -98,20 +97,4 @@ class LateInteractionRetriever(LateRetrieverBase):
     @property
     def index(self) -> LateIndex:
         """The latecore index (save it with ``retriever.index.save(path)``)."""
-        return self._index
-
-    def _add(self, texts: list[str], ids: list[str], metadatas: list[dict[str, Any]]) -> list[str]:
-        return self._index.add(texts, ids=ids, metadatas=metadatas)
-
-    def _delete(self, ids: list[str]) -> int:
-        return self._index.delete(ids)
-
-    def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        hits = self._index.search(query_bundle.query_str, k=self.similarity_top_k)
-        return [
-            NodeWithScore(node=node_from_record(h.id, h.text, h.metadata), score=h.score)
-            for h in hits
-        ]
-
-    async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        return await asyncio.to_thread(self._retrieve, query_bundle)
+        return self.searcher

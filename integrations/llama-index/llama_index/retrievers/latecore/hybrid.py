@@ -8,17 +8,17 @@ from typing import Any
 
 from llama_index.core.callbacks import CallbackManager
 from llama_index.core.constants import DEFAULT_SIMILARITY_TOP_K
-from llama_index.core.schema import BaseNode, IndexNode, NodeWithScore, QueryBundle
-from llama_index.postprocessor.latecore._shared import with_hidden_metadata
+from llama_index.core.schema import BaseNode, IndexNode
 
-from latecore import BaseEncoder, HybridHit, HybridSearcher, LateIndex, load_encoder
+from latecore import BaseEncoder, HybridSearcher, LateIndex, load_encoder
+from latecore._validation import check_positive
 
-from ._nodes import LateRetrieverBase, check_top_k, node_from_record
+from ._nodes import LateSearchRetriever
 
 __all__ = ["LateInteractionHybridRetriever"]
 
 
-class LateInteractionHybridRetriever(LateRetrieverBase):
+class LateInteractionHybridRetriever(LateSearchRetriever[HybridSearcher]):
     """BM25 candidates, reranked by ColBERT (exact MaxSim), fused: :class:`latecore.HybridSearcher`.
 
     ``NodeWithScore.score`` is the fused score. Every stage's score and rank are
@@ -26,6 +26,7 @@ class LateInteractionHybridRetriever(LateRetrieverBase):
     ``colbert_score``, ``colbert_rank`` (hidden from the embedding and LLM views
     of the node, so prompts and reranker cache keys do not change). BM25 and
     ColBERT both read ``get_content(metadata_mode=MetadataMode.EMBED)``.
+    Inserting, deleting and retrieving are those of :class:`LateSearchRetriever`.
 
     Parameters
     ----------
@@ -45,10 +46,8 @@ class LateInteractionHybridRetriever(LateRetrieverBase):
         Torch device for the model; ``None`` picks CUDA when available.
     cache_dir
         Multivector cache directory; ``None`` uses latecore's default.
-    similarity_top_k
-        Number of nodes returned per query.
-    callback_manager, objects, object_map, verbose
-        As for any LlamaIndex :class:`BaseRetriever`.
+    similarity_top_k, callback_manager, objects, object_map, verbose
+        As for :class:`LateSearchRetriever` (``similarity_top_k`` is at least 1).
     **searcher_kwargs
         :class:`latecore.HybridSearcher` settings: ``candidates`` (BM25
         candidates reranked, default 100), ``fusion`` (``"rerank"``, ``"rrf"``
@@ -65,6 +64,8 @@ class LateInteractionHybridRetriever(LateRetrieverBase):
     ... )
     >>> [n.node_id for n in retriever.retrieve("where is paris")]
     ['p']
+    >>> sorted(k for k in retriever.retrieve("where is paris")[0].node.metadata if "rank" in k)
+    ['bm25_rank', 'colbert_rank']
     """
 
     def __init__(
@@ -90,16 +91,16 @@ class LateInteractionHybridRetriever(LateRetrieverBase):
             raise ValueError(
                 f"{sorted(searcher_kwargs)} would be ignored: the searcher is already built"
             )
-        check_top_k(similarity_top_k)
+        check_positive(similarity_top_k, "similarity_top_k")  # before any model is loaded
         if searcher is None:
             if index is not None:
                 searcher = HybridSearcher.from_index(index, **searcher_kwargs)
             else:
                 encoder = load_encoder(model, encoder=encoder, device=device, cache_dir=cache_dir)
                 searcher = HybridSearcher(encoder, **searcher_kwargs)
-        self._searcher = searcher
         super().__init__(
             nodes,
+            searcher=searcher,
             similarity_top_k=similarity_top_k,
             callback_manager=callback_manager,
             objects=objects,
@@ -108,36 +109,6 @@ class LateInteractionHybridRetriever(LateRetrieverBase):
         )
 
     @property
-    def searcher(self) -> HybridSearcher:
-        """The latecore hybrid searcher."""
-        return self._searcher
-
-    @property
     def index(self) -> LateIndex:
         """The searcher's latecore index."""
-        return self._searcher.index
-
-    def _add(self, texts: list[str], ids: list[str], metadatas: list[dict[str, Any]]) -> list[str]:
-        return self._searcher.add(texts, ids=ids, metadatas=metadatas)
-
-    def _delete(self, ids: list[str]) -> int:
-        return self._searcher.delete(ids)
-
-    def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        hits = self._searcher.search(query_bundle.query_str, k=self.similarity_top_k)
-        return [_to_node(h) for h in hits]
-
-    async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        hits = await self._searcher.asearch(query_bundle.query_str, k=self.similarity_top_k)
-        return [_to_node(h) for h in hits]
-
-
-def _to_node(hit: HybridHit) -> NodeWithScore:
-    node = node_from_record(hit.id, hit.text, hit.metadata)
-    stages = {
-        "bm25_score": hit.bm25_score,
-        "bm25_rank": hit.bm25_rank,
-        "colbert_score": hit.colbert_score,
-        "colbert_rank": hit.colbert_rank,
-    }
-    return NodeWithScore(node=with_hidden_metadata(node, stages), score=hit.score)
+        return self.searcher.index
