@@ -282,6 +282,10 @@ class HybridSearcher(Searcher[HybridHit]):
         """Stored documents for ``ids`` (unknown ids are skipped), with score 0."""
         return self.index.get(ids)
 
+    def close(self) -> None:
+        """Close :attr:`index` (its backend's clients and temporary files)."""
+        self.index.close()
+
     def __repr__(self) -> str:
         return (
             f"HybridSearcher({len(self)} documents, fusion={self.fusion!r}, "

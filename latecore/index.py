@@ -16,30 +16,24 @@ It implements the :class:`~latecore.searcher.Searcher` protocol that
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import numpy as np
 
 from ._atomic import readable_directory, replace_directory
+from ._saved import is_saved_index, read_index, write_index
 from ._validation import StorageDtype, check_count
-from .backends import Backend, SavedState, backend_class, make_backend
+from .backends import Backend, SavedState, make_backend, reopen_backend
 from .encoder import BaseEncoder
-from .errors import FingerprintMismatchError, IndexFormatError
 from .results import SearchHit
 from .searcher import Searcher, check_documents, check_ids, check_queries
-from .store import STORES, DocumentStore, MemoryStore, StoreView, check_vectors
+from .store import DocumentStore, MemoryStore, StoreView, check_vectors
 
 __all__ = ["LateIndex"]
-
-_FORMAT = "latecore.LateIndex"
-_FORMAT_VERSION = 1
-_MANIFEST = "latecore-index.json"
 
 
 class LateIndex(Searcher[SearchHit]):
@@ -121,17 +115,6 @@ class LateIndex(Searcher[SearchHit]):
         backend = "" if self._backend.name == "exact" else f", backend={self._backend.name!r}"
         return f"LateIndex({len(self)} documents, {self._store.n_tokens} token vectors{backend})"
 
-    def __enter__(self) -> LateIndex:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
     @property
     def backend(self) -> Backend:
         """The search backend (``backend.name`` is ``"exact"``, ``"plaid"`` or ``"qdrant"``)."""
@@ -162,11 +145,8 @@ class LateIndex(Searcher[SearchHit]):
             self._backend.build(self._store)
 
     def close(self) -> None:
-        """Release the backend's resources (clients, temporary files); idempotent.
-
-        A closed ``plaid`` or ``qdrant`` index must not be searched again; an
-        ``exact`` one has nothing to release. Also called on leaving a ``with`` block.
-        """
+        """Release the backend's clients and temporary files (idempotent); a closed
+        ``plaid`` or ``qdrant`` index must not be searched again."""
         with self._lock:
             self._backend.close()
 
@@ -175,10 +155,7 @@ class LateIndex(Searcher[SearchHit]):
         wanted = check_ids(ids, "get")
         with self._lock:
             found = [p for i in wanted if (p := self._store.find(i)) is not None]
-            return [
-                SearchHit(doc.id, 0.0, doc.text, dict(doc.metadata))
-                for doc in self._store.documents(found)
-            ]
+            return self._hits(found, [0.0] * len(found))
 
     def add(
         self,
@@ -214,14 +191,11 @@ class LateIndex(Searcher[SearchHit]):
             self._backend.delete(present)
             return self._store.remove(present)
 
-    def search(self, query: str, k: int = 10, **options: Any) -> list[SearchHit]:
-        """The ``k`` best documents for ``query``, by descending MaxSim (ties: insertion order)."""
-        return super().search(query, k, **options)
-
     def search_batch(
         self, queries: Sequence[str], k: int = 10, **options: Any
     ) -> list[list[SearchHit]]:
-        """:meth:`search` for many queries; queries are encoded in one call."""
+        """The ``k`` best documents of each query by descending MaxSim (ties: insertion
+        order); the queries are encoded in one call."""
         if options:
             raise TypeError(f"LateIndex.search takes no options {sorted(options)}")
         check_count(k, "k")
@@ -233,28 +207,18 @@ class LateIndex(Searcher[SearchHit]):
         query_vectors = self.encoder.encode_queries(queries)
         with self._lock:
             rankings = self._backend.search(self._store, query_vectors, k)
-            return [
-                [
-                    SearchHit(doc.id, float(score), doc.text, dict(doc.metadata))
-                    for doc, score in zip(
-                        self._store.documents(ranking.positions),
-                        ranking.scores.tolist(),
-                        strict=True,
-                    )
-                ]
-                for ranking in rankings
-            ]
+            return [self._hits(r.positions, r.scores.tolist()) for r in rankings]
+
+    def _hits(self, positions: Sequence[int] | np.ndarray, scores: list[float]) -> list[SearchHit]:
+        documents = self._store.documents(positions)
+        return [
+            SearchHit(doc.id, float(score), doc.text, dict(doc.metadata))
+            for doc, score in zip(documents, scores, strict=True)
+        ]
 
     def score(self, query: str, ids: Sequence[str]) -> np.ndarray:
-        """Exact MaxSim of ``query`` against the stored documents ``ids`` only.
-
-        Used by a first-stage retriever's candidates (see ``HybridSearcher``);
-        the stored vectors are reused, nothing is re-encoded.
-
-        Returns
-        -------
-        numpy.ndarray
-            float32, one score per id, in the order given.
+        """Exact MaxSim (float32) of ``query`` against the stored documents ``ids``, in
+        that order: a first stage's candidates are scored without re-encoding them.
 
         Raises
         ------
@@ -282,13 +246,12 @@ class LateIndex(Searcher[SearchHit]):
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the index to directory ``path``, replacing what a previous save left there.
 
-        The new index is written completely beside ``path`` and then swapped in,
-        so a crash at any moment leaves either the previous saved index or the
-        new one loadable, never a mix. Vectors go to ``.npy`` files, documents
-        to JSON lines: nothing is pickled. Metadata values must be
-        JSON-serialisable. The backend's name, settings and state go into the
-        manifest (a PLAID snapshot is copied into ``path/plaid``; a Qdrant
-        collection stays where it is, and no API key is ever written).
+        The new index is written completely beside ``path`` and swapped in, so a
+        crash leaves either the previous saved index or the new one, never a mix.
+        Vectors go to ``.npy``, documents to JSON lines (metadata must be
+        JSON-serialisable), settings to a JSON manifest: nothing is pickled. A
+        PLAID snapshot is copied into ``path/plaid``; a Qdrant collection stays
+        where it is (no API key is ever written).
 
         Raises
         ------
@@ -297,27 +260,12 @@ class LateIndex(Searcher[SearchHit]):
         TypeError
             If a metadata value is not JSON-serialisable (nothing is changed).
         """
-
-        def write(directory: Path) -> None:
-            store_entry = self._store.save(directory)
-            manifest = {
-                "format": _FORMAT,
-                "version": _FORMAT_VERSION,
-                "count": len(self._store),
-                "dtype": self.dtype.name,
-                "fingerprint": self.encoder.fingerprint,
-                "fingerprint_fields": self.encoder.fingerprint_fields,
-                "store": store_entry,
-                "backend": {
-                    "name": self._backend.name,
-                    "options": self._backend.options,
-                    "state": self._backend.save(directory),
-                },
-            }
-            (directory / _MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-
         with self._lock:
-            replace_directory(path, write, is_ours=lambda d: (d / _MANIFEST).is_file())
+            replace_directory(
+                path,
+                lambda d: write_index(d, self._store, self._backend, self.encoder),
+                is_ours=is_saved_index,
+            )
 
     @classmethod
     def load(
@@ -330,10 +278,9 @@ class LateIndex(Searcher[SearchHit]):
     ) -> LateIndex:
         """Read an index written by :meth:`save`.
 
-        The index gets the backend it was saved with, with its saved settings
-        updated by ``backend_options`` (for example ``api_key=`` for a Qdrant
-        server: keys are never saved). Another ``backend`` indexes the loaded
-        documents anew (``backend="exact"`` needs nothing to be built).
+        The index gets the backend it was saved with, its saved settings updated
+        by ``backend_options`` (for example ``api_key=`` for a Qdrant server:
+        keys are never saved). Another ``backend`` indexes the documents anew.
 
         Raises
         ------
@@ -344,47 +291,8 @@ class LateIndex(Searcher[SearchHit]):
             If the directory is not a saved LateIndex.
         """
         directory = readable_directory(Path(path))
-        manifest = _read_manifest(directory)
-        _check_fingerprint(manifest, encoder, directory)
-        store_entry = manifest.get("store") or {"name": "memory", "dtype": manifest["dtype"]}
-        store_class = STORES.get(store_entry.get("name", ""))
-        if store_class is None:
-            raise IndexFormatError(f"{directory} uses an unknown store {store_entry.get('name')!r}")
-        store = store_class.load(directory, store_entry)
-        saved = manifest.get("backend") or {"name": "exact"}
-        if backend is None or backend == saved["name"]:
-            saved_class = backend_class(saved["name"])
-            chosen: Backend = saved_class(
-                **saved_class.merge_options(saved.get("options", {}), backend_options)
-            )
-            state: SavedState | None = SavedState(directory, saved.get("state") or {})
-        else:
-            chosen = make_backend(backend, **backend_options)
-            state = None
+        saved = read_index(directory, encoder)
+        chosen, state = reopen_backend(saved.backend, directory, backend, **backend_options)
         index = cls.__new__(cls)
-        index._setup(encoder, store, chosen, state)
+        index._setup(encoder, saved.store, chosen, state)
         return index
-
-
-def _read_manifest(directory: Path) -> dict[str, Any]:
-    try:
-        manifest: dict[str, Any] = json.loads((directory / _MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise IndexFormatError(f"{directory} is not a saved LateIndex: {error}") from error
-    if manifest.get("format") != _FORMAT or manifest.get("version") != _FORMAT_VERSION:
-        raise IndexFormatError(f"{directory} has unknown format {manifest.get('format')!r}")
-    return manifest
-
-
-def _check_fingerprint(manifest: Mapping[str, Any], encoder: BaseEncoder, directory: Path) -> None:
-    if manifest["fingerprint"] == encoder.fingerprint:
-        return
-    theirs = manifest.get("fingerprint_fields", {})
-    ours = encoder.fingerprint_fields
-    differing = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
-    raise FingerprintMismatchError(
-        f"index at {directory} was built with encoder fingerprint "
-        f"{manifest['fingerprint']}, but this encoder's fingerprint is "
-        f"{encoder.fingerprint}; differing settings: {', '.join(differing) or 'unknown'}. "
-        "Load it with the encoder it was built with, or rebuild the index."
-    )

@@ -33,6 +33,10 @@ from ._validation import check_count
 from .results import SearchHit
 
 if TYPE_CHECKING:
+    from types import TracebackType
+
+    from typing_extensions import Self
+
     from .encoder import BaseEncoder
 
 __all__ = ["Hit", "Searcher", "check_documents", "check_ids", "check_queries"]
@@ -121,7 +125,8 @@ class Searcher(ABC, Generic[Hit]):
     Rules shared by every searcher: ``k`` is a non-negative ``int`` (``0``
     returns ``[]``; ``bool``, floats and strings raise ``ValueError``); an id
     that is added again replaces the stored document; unknown ids are ignored
-    by :meth:`delete` and skipped by :meth:`get`.
+    by :meth:`delete` and skipped by :meth:`get`. A searcher is a context
+    manager that calls :meth:`close` on exit.
     """
 
     encoder: BaseEncoder
@@ -163,6 +168,20 @@ class Searcher(ABC, Generic[Hit]):
             raise TypeError(f"search takes one query string, got {type(query).__name__}")
         check_count(k, "k")
         return self.search_batch([query], k, **options)[0]
+
+    def close(self) -> None:
+        """Release clients and temporary files (idempotent); nothing to release by default."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
 
     async def asearch(self, query: str, k: int = 10, **options: Any) -> list[Hit]:
         """:meth:`search` in a worker thread, so the event loop is not blocked."""

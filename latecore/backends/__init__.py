@@ -19,6 +19,8 @@ ValueError: unknown backend 'faiss'; choose one of: exact, plaid, qdrant
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from .base import Backend, Ranking, SavedState
@@ -32,6 +34,7 @@ __all__ = [
     "SavedState",
     "backend_class",
     "make_backend",
+    "reopen_backend",
 ]
 
 BACKENDS: dict[str, str] = {
@@ -76,3 +79,33 @@ def make_backend(backend: str | Backend, **options: Any) -> Backend:
             )
         return backend
     return backend_class(backend)(**options)
+
+
+def reopen_backend(
+    saved: Mapping[str, Any],
+    directory: Path,
+    backend: str | Backend | None = None,
+    **options: Any,
+) -> tuple[Backend, SavedState | None]:
+    """The backend of an index being loaded, and the saved state it should attach.
+
+    ``saved`` is the manifest entry (``name``, ``options``, ``state``) of the
+    backend the index was saved with. With ``backend`` omitted or naming that
+    same backend, it is re-created with its saved options updated by
+    ``options`` and gets its state back; any other ``backend`` starts anew
+    (``state`` is ``None``).
+
+    Examples
+    --------
+    >>> chosen, state = reopen_backend({"name": "exact"}, Path("saved-index"))
+    >>> chosen.name, state.state
+    ('exact', {})
+    >>> reopen_backend({"name": "exact"}, Path("saved-index"), backend="exact")[0].name
+    'exact'
+    """
+    name = saved.get("name", "exact")
+    if backend is not None and backend != name:
+        return make_backend(backend, **options), None
+    saved_class = backend_class(name)
+    chosen = saved_class(**saved_class.merge_options(saved.get("options", {}), options))
+    return chosen, SavedState(directory, saved.get("state") or {})
