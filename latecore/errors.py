@@ -9,8 +9,11 @@ and also from the built-in type a caller would naturally catch, so that
     │       a checkpoint cannot be found, fetched, or is refused as unsafe
     ├── FingerprintMismatchError(LatecoreError, ValueError)
     │       a saved index was built by an encoder that produces different vectors
-    └── IndexFormatError(LatecoreError, ValueError)
-            a saved index directory is missing files or has an unknown format
+    ├── IndexFormatError(LatecoreError, ValueError)
+    │       a saved index directory is missing files or has an unknown format
+    └── InputError(LatecoreError, ValueError)
+            documents cannot be read from a path: missing, unsupported type,
+            not UTF-8, or a malformed JSON-lines record
 
     LatecoreWarning(UserWarning)
     └── ZeroShotWarning
@@ -25,6 +28,7 @@ from __future__ import annotations
 __all__ = [
     "FingerprintMismatchError",
     "IndexFormatError",
+    "InputError",
     "LatecoreError",
     "LatecoreWarning",
     "ModelLoadError",
@@ -46,6 +50,10 @@ class FingerprintMismatchError(LatecoreError, ValueError):
 
 class IndexFormatError(LatecoreError, ValueError):
     """A saved index directory is incomplete or in an unknown format."""
+
+
+class InputError(LatecoreError, ValueError):
+    """Documents cannot be read from a path given to :func:`~latecore.documents.load_documents`."""
 
 
 class LatecoreWarning(UserWarning):

@@ -12,8 +12,8 @@ import pytest
 from conftest import load_quietly
 
 from latecore import Encoder, MultivectorCache, cache_key
-from latecore.checkpoint_fixtures import CHECKPOINT_FORMATS, CheckpointSpec, write_checkpoint
 from latecore.maxsim import maxsim
+from latecore.testing import CHECKPOINT_FORMATS, CheckpointSpec, write_checkpoint
 
 QUERY = "where is the capital city paris"
 DOCUMENTS = ["where is the capital city paris", "cats purr and dogs bark"]

@@ -1,10 +1,14 @@
 """Small seeded checkpoints in every format users load, for offline compatibility tests.
 
-Each writer produces a directory that :class:`~latecore.encoder.Encoder` loads
-without a hub, with its own markers, lengths and projection size, chosen to
-differ from latecore's and pylate's defaults so that a test can tell the
-checkpoint's values from fallbacks. The settings written are returned as a
-:class:`CheckpointSpec`.
+:func:`write_tiny_bert_checkpoint` writes a small randomly initialised (but
+seeded) BERT with its WordPiece tokenizer, which :class:`~latecore.encoder.Encoder`
+loads as a zero-shot ColBERT. :func:`write_checkpoint` builds on it and writes
+one of :data:`CHECKPOINT_FORMATS`, each a directory that
+:class:`~latecore.encoder.Encoder` loads without a hub, with its own markers,
+lengths and projection size, chosen to differ from latecore's and pylate's
+defaults so that a test can tell the checkpoint's values from fallbacks. The
+settings written are returned as a :class:`CheckpointSpec`. The same seed
+writes byte-identical files in every process.
 
 Formats:
 
@@ -18,17 +22,25 @@ Formats:
 - ``xlm-roberta``: an XLM-RoBERTa ColBERT with a multilingual Unigram tokenizer
   built locally and ``[QueryMarker]``/``[DocumentMarker]`` markers.
 - ``plain-bert``: a BERT encoder without any ColBERT head (zero-shot path).
+
+The vocabulary of the tiny tokenizers is the word list in ``data/tiny_words.txt``.
+torch, transformers, tokenizers, safetensors and pylate are imported by the
+writers, not by this module.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CHECKPOINT_FORMATS", "CheckpointSpec", "write_checkpoint"]
+from .seeding import seeded_generator, seeded_torch
+
+__all__ = ["CHECKPOINT_FORMATS", "CheckpointSpec", "write_checkpoint", "write_tiny_bert_checkpoint"]
 
 CHECKPOINT_FORMATS = (
     "stanford",
@@ -68,13 +80,6 @@ class CheckpointSpec:
     mask_token: str
 
 
-def _seeded(seed: int) -> Any:
-    import torch
-
-    generator = torch.Generator().manual_seed(seed)
-    return generator
-
-
 def _save_safetensors(tensors: dict[str, Any], path: Path) -> None:
     from safetensors.torch import save_file
 
@@ -89,14 +94,75 @@ def _write_json(path: Path, payload: Any) -> None:
 def _dense_weight(out_features: int, in_features: int, seed: int) -> Any:
     import torch
 
-    weight = torch.randn(out_features, in_features, generator=_seeded(seed))
+    weight = torch.randn(out_features, in_features, generator=seeded_generator(seed))
     return weight / in_features**0.5
+
+
+@functools.cache
+def _tiny_words() -> tuple[str, ...]:
+    """The whole words of the tiny vocabularies (``data/tiny_words.txt``, one per line)."""
+    text = (resources.files("latecore.testing") / "data" / "tiny_words.txt").read_text("utf-8")
+    return tuple(word for word in (line.strip() for line in text.splitlines()) if word)
+
+
+def write_tiny_bert_checkpoint(
+    directory: str | os.PathLike[str],
+    *,
+    seed: int = 0,
+    hidden_size: int = 32,
+    with_unused_tokens: bool = True,
+) -> Path:
+    """Write a small seeded random BERT encoder and its WordPiece tokenizer to ``directory``.
+
+    The checkpoint has no ColBERT head, so :class:`~latecore.encoder.Encoder`
+    loads it as a zero-shot ColBERT. The same ``seed`` writes byte-identical
+    weights in every process.
+
+    Parameters
+    ----------
+    directory
+        Where to write ``config.json``, ``model.safetensors`` and the tokenizer.
+    seed
+        Seed of the weight initialisation; different seeds give different models.
+    hidden_size
+        Width of the model (and of its zero-shot ColBERT vectors).
+    with_unused_tokens
+        Include ``[unused0]``/``[unused1]`` in the vocabulary (as BERT's does).
+
+    Returns
+    -------
+    pathlib.Path
+        ``directory``.
+    """
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    unused = ["[unused0]", "[unused1]"] if with_unused_tokens else []
+    characters = list("abcdefghijklmnopqrstuvwxyz0123456789") + list(
+        "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
+    )
+    pieces = ["##" + c for c in "abcdefghijklmnopqrstuvwxyz0123456789"] + ["##s", "##ing", "##ed"]
+    vocab = list(dict.fromkeys(specials + unused + characters + list(_tiny_words()) + pieces))
+    tokenizer = BertTokenizer(vocab={token: i for i, token in enumerate(vocab)}, do_lower_case=True)
+    tokenizer.save_pretrained(str(path))
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=hidden_size,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden_size,
+        max_position_embeddings=512,
+    )
+    with seeded_torch(seed):
+        model = BertModel(config)
+    model.save_pretrained(str(path), safe_serialization=True)
+    return path
 
 
 def _stanford(path: Path, seed: int) -> CheckpointSpec:
     from safetensors.torch import load_file
-
-    from .testing import write_tiny_bert_checkpoint
 
     write_tiny_bert_checkpoint(path, seed=seed)
     weights = load_file(str(path / "model.safetensors"))
@@ -122,8 +188,6 @@ def _stanford(path: Path, seed: int) -> CheckpointSpec:
 
 
 def _sentence_transformers(path: Path, seed: int) -> CheckpointSpec:
-    from .testing import write_tiny_bert_checkpoint
-
     write_tiny_bert_checkpoint(path, seed=seed)
     dense = path / "1_Dense"
     dense.mkdir()
@@ -196,8 +260,6 @@ def _pylate_save(
 ) -> None:
     from pylate.models import ColBERT
 
-    from .testing import seeded_torch
-
     with seeded_torch(seed):
         model = ColBERT(
             str(base),
@@ -215,12 +277,10 @@ def _pylate_save(
 def _modernbert(path: Path, seed: int) -> CheckpointSpec:
     from transformers import ModernBertConfig, ModernBertModel, PreTrainedTokenizerFast
 
-    from .testing import _TINY_WORDS, seeded_torch
-
     base = path.parent / f".{path.name}-base"
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[Q] ", "[D] "]
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=_wordlevel_tokenizer(specials, list(_TINY_WORDS) + list(".,?!'")),
+        tokenizer_object=_wordlevel_tokenizer(specials, list(_tiny_words()) + list(".,?!'")),
         unk_token="[UNK]",
         pad_token="[PAD]",
         cls_token="[CLS]",
@@ -264,8 +324,6 @@ def _modernbert(path: Path, seed: int) -> CheckpointSpec:
 def _xlm_roberta(path: Path, seed: int) -> CheckpointSpec:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast, XLMRobertaConfig, XLMRobertaModel
-
-    from .testing import seeded_torch
 
     base = path.parent / f".{path.name}-base"
     specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>", "[QueryMarker]", "[DocumentMarker]"]
@@ -321,8 +379,6 @@ def _xlm_roberta(path: Path, seed: int) -> CheckpointSpec:
 
 
 def _plain_bert(path: Path, seed: int) -> CheckpointSpec:
-    from .testing import write_tiny_bert_checkpoint
-
     write_tiny_bert_checkpoint(path, seed=seed)
     # zero-shot: markers from unused entries, pylate's lengths, no expansion, identity projection
     return CheckpointSpec(
@@ -348,6 +404,19 @@ def write_checkpoint(
     -------
     CheckpointSpec
         The markers, lengths, expansion setting and output dimension written.
+
+    Raises
+    ------
+    ValueError
+        For a format not in :data:`CHECKPOINT_FORMATS`.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     spec = write_checkpoint("plain-bert", Path(tmp) / "bert")
+    >>> spec.query_prefix, spec.document_prefix, spec.dim, spec.has_colbert_head
+    ('[unused0]', '[unused1]', 32, False)
     """
     if format not in _WRITERS:
         raise ValueError(f"unknown checkpoint format {format!r}; choose from {CHECKPOINT_FORMATS}")
