@@ -2,7 +2,10 @@
 
 One core does encoding (through pylate), persistent caching of document
 multivectors (through diskcache) and exact MaxSim scoring; the LangChain and
-LlamaIndex integrations are thin adapters over it.
+LlamaIndex integrations are thin adapters over it. Searching goes through one
+seam, :class:`Searcher`, which :class:`LateIndex` (a document store plus a
+candidate backend) and :class:`HybridSearcher` (BM25 plus a ``LateIndex``)
+implement and the adapters consume.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from .encoder import DEFAULT_MODEL, BaseEncoder, Encoder, load_encoder
 from .errors import (
     FingerprintMismatchError,
     IndexFormatError,
+    InputError,
     LatecoreError,
     LatecoreWarning,
     ModelLoadError,
@@ -24,6 +28,8 @@ from .index import LateIndex
 from .maxsim import maxsim, maxsim_batch
 from .reranker import Reranker
 from .results import HybridHit, RerankResult, SearchHit
+from .searcher import Searcher
+from .store import MemoryStore
 
 __version__ = "0.1.0"
 
@@ -37,14 +43,17 @@ __all__ = [
     "HybridHit",
     "HybridSearcher",
     "IndexFormatError",
+    "InputError",
     "LateIndex",
     "LatecoreError",
     "LatecoreWarning",
+    "MemoryStore",
     "ModelLoadError",
     "MultivectorCache",
     "RerankResult",
     "Reranker",
     "SearchHit",
+    "Searcher",
     "ZeroShotWarning",
     "__version__",
     "cache_key",
