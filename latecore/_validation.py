@@ -40,6 +40,7 @@ __all__ = [
     "check_dtype",
     "check_optional_count",
     "check_positive",
+    "check_texts",
     "resolve_model",
 ]
 
@@ -103,6 +104,33 @@ def check_optional_count(value: object, name: str, *, minimum: int = 0) -> int |
     True
     """
     return None if value is None else check_count(value, name, minimum=minimum)
+
+
+def check_texts(texts: object, what: str, item: str = "text", items: str = "") -> list[str]:
+    """``texts`` as a list of strings; a single string or a non-string item is a ``TypeError``.
+
+    Examples
+    --------
+    >>> check_texts(("a", "b"), "encode_queries")
+    ['a', 'b']
+    >>> check_texts("a", "encode_queries")
+    Traceback (most recent call last):
+    ...
+    TypeError: encode_queries takes a sequence of texts; wrap a single text in a list
+    >>> check_texts(["a", 3], "search_batch", "query", "queries")
+    Traceback (most recent call last):
+    ...
+    TypeError: search_batch: query 1 is int, not str
+    """
+    if isinstance(texts, str):
+        raise TypeError(
+            f"{what} takes a sequence of {items or item + 's'}; wrap a single {item} in a list"
+        )
+    checked = list(texts)  # type: ignore[call-overload]
+    for i, text in enumerate(checked):
+        if not isinstance(text, str):
+            raise TypeError(f"{what}: {item} {i} is {type(text).__name__}, not str")
+    return checked
 
 
 def check_dtype(value: object, name: str = "dtype") -> StorageDtype:

@@ -29,7 +29,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from ._validation import check_count
+from ._validation import check_count, check_texts
 from .results import SearchHit
 
 if TYPE_CHECKING:
@@ -72,12 +72,7 @@ def check_documents(
     ...
     ValueError: ids must be unique within one add call; repeated: ['x']
     """
-    if isinstance(texts, str):
-        raise TypeError("add takes a sequence of texts; wrap a single text in a list")
-    texts = list(texts)
-    for i, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise TypeError(f"text {i} is {type(text).__name__}, not str")
+    texts = check_texts(texts, "add", "text")
     if isinstance(ids, str):
         raise TypeError("ids must be a sequence of ids, not one string")
     new_ids = [uuid.uuid4().hex for _ in texts] if ids is None else [str(i) for i in ids]
@@ -97,13 +92,7 @@ def check_documents(
 
 def check_queries(queries: Sequence[str]) -> list[str]:
     """``queries`` as a list, refusing a single string and non-string items."""
-    if isinstance(queries, str):
-        raise TypeError("search_batch takes a sequence of queries; use search for one")
-    checked = list(queries)
-    for i, query in enumerate(checked):
-        if not isinstance(query, str):
-            raise TypeError(f"query {i} is {type(query).__name__}, not str")
-    return checked
+    return check_texts(queries, "search_batch", "query", "queries")
 
 
 def check_ids(ids: Sequence[str], what: str = "delete") -> list[str]:
