@@ -2,7 +2,9 @@
 
 :class:`BaseEncoder` holds everything that does not depend on the model: input
 checks, the document cache (hits are never re-encoded, misses are encoded in one
-batched call and written back), the fingerprint and thread safety.
+batched call and written back), the fingerprint and thread safety. Its
+:meth:`~BaseEncoder.encode_with_tokens` gives the token-level view behind
+:func:`latecore.explain`: each vector with its token and character span.
 :class:`Encoder` runs a ``pylate`` ColBERT model; ``latecore.testing.FakeEncoder``
 runs a deterministic hash model for fast tests.
 """
@@ -20,25 +22,35 @@ import threading
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from ._quiet import quiet_load
+from ._validation import DEFAULT_MODEL, check_positive, check_texts, resolve_model
 from .cache import MultivectorCache, cache_key
 from .checkpoint import CheckpointInfo, inspect_checkpoint
 from .errors import LatecoreWarning, ModelLoadError, ZeroShotWarning
+from .tokens import Span, TokenizedText
 
 if TYPE_CHECKING:
     from pylate.models import ColBERT
     from typing_extensions import Self
 
-__all__ = ["DEFAULT_MODEL", "BaseEncoder", "Encoder", "Role", "load_encoder", "progress_enabled"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "BaseEncoder",
+    "Encoder",
+    "Role",
+    "Span",
+    "TokenizedText",
+    "load_encoder",
+    "progress_enabled",
+]
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_MODEL = "answerdotai/answerai-colbert-small-v1"
-"""Used when neither a model argument nor ``$LATECORE_MODEL`` is given."""
 
 FINGERPRINT_VERSION = 1
 
@@ -46,16 +58,6 @@ CHARS_PER_TOKEN_BOUND = 100
 """Upper bound on the characters one token covers (used to cut huge texts early)."""
 
 Role = Literal["query", "document"]
-
-
-def _check_texts(texts: Sequence[str], what: str) -> list[str]:
-    if isinstance(texts, str):
-        raise TypeError(f"{what} takes a sequence of strings; wrap a single text in a list")
-    checked = list(texts)
-    for i, text in enumerate(checked):
-        if not isinstance(text, str):
-            raise TypeError(f"{what}: item {i} is {type(text).__name__}, not str")
-    return checked
 
 
 def progress_enabled(show_progress: bool | None) -> bool:
@@ -120,10 +122,8 @@ class BaseEncoder(ABC):
         batch_size: int = 32,
         show_progress: bool | None = None,
     ) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self._cache = cache
-        self.batch_size = batch_size
+        self.batch_size = check_positive(batch_size, "batch_size")
         self.show_progress = progress_enabled(show_progress)
         self._model_lock = threading.RLock()
 
@@ -187,7 +187,7 @@ class BaseEncoder(ABC):
 
     def encode_queries(self, texts: Sequence[str]) -> list[np.ndarray]:
         """Multivectors of queries, float32 ``(n_tokens, dim)`` each. Queries are not cached."""
-        cleaned = [clean_text(t) for t in _check_texts(texts, "encode_queries")]
+        cleaned = [clean_text(t) for t in check_texts(texts, "encode_queries")]
         return self._run_model(cleaned, is_query=True)
 
     def encode_documents(self, texts: Sequence[str]) -> list[np.ndarray]:
@@ -196,7 +196,7 @@ class BaseEncoder(ABC):
         Cache hits are not re-encoded; all misses (each distinct text once) are
         encoded in one batched model call and written back.
         """
-        cleaned = [clean_text(t) for t in _check_texts(texts, "encode_documents")]
+        cleaned = [clean_text(t) for t in check_texts(texts, "encode_documents")]
         if self._cache is None:
             unique = list(dict.fromkeys(cleaned))
             encoded = dict(zip(unique, self._run_model(unique, is_query=False), strict=True))
@@ -220,6 +220,109 @@ class BaseEncoder(ABC):
             }
             result = [rounded[t] if a is None else a for t, a in zip(cleaned, result, strict=True)]
         return [a for a in result if a is not None]
+
+    def model_text(self, text: str) -> str:
+        """The exact string the model sees for ``text``: here, lone surrogates replaced.
+
+        Offsets into it are offsets into ``text`` (the replacement keeps the length).
+        """
+        return clean_text(text)
+
+    def token_spans(self, text: str, *, is_query: bool) -> list[tuple[str, Span | None]]:
+        """Each of ``text``'s vectors as ``(token, (start, end) or None)``, in order.
+
+        The hook behind the default :meth:`encode_with_tokens`: an encoder whose
+        ``_encode`` returns one vector per token it can name implements this for a
+        ``text`` already passed through :meth:`model_text`; a token without a span
+        counts as special.
+
+        Raises
+        ------
+        TypeError
+            Unless a subclass implements it: this encoder cannot say which token each
+            of its vectors stands for.
+        """
+        raise TypeError(
+            f"{type(self).__name__} cannot say which token each of its vectors stands for: "
+            "give it a token_spans(text, *, is_query) method returning one (token, (start, "
+            "end) or None) per vector, or override _encode_with_tokens"
+        )
+
+    def encode_with_tokens(self, texts: Sequence[str], *, is_query: bool) -> list[TokenizedText]:
+        """The token-level view of ``texts`` that MaxSim scores: vectors, tokens, spans, flags.
+
+        Parameters
+        ----------
+        texts
+            Queries (``is_query=True``) or documents.
+        is_query
+            Encode as queries (marker, query length, expansion) or as documents.
+
+        Returns
+        -------
+        list of TokenizedText
+            One per text. ``vectors`` are those :meth:`encode_queries` or
+            :meth:`encode_documents` return for the text with this encoder's
+            settings (document vectors rounded to :attr:`storage_dtype`, as a cached
+            encoder returns them; the cache itself is neither read nor written).
+            Spans are offsets into the text.
+
+        Raises
+        ------
+        TypeError
+            If the encoder cannot say which token each vector stands for (see
+            :meth:`token_spans`).
+
+        Examples
+        --------
+        >>> from latecore.testing import FakeEncoder
+        >>> (doc,) = FakeEncoder(dim=8).encode_with_tokens(["Hi, you"], is_query=False)
+        >>> doc.vectors.shape, doc.tokens
+        ((4, 8), ('[D]', 'hi', ',', 'you'))
+        >>> [doc.text[slice(*span)] for span in doc.spans if span is not None]
+        ['Hi', ',', 'you']
+        >>> doc.special
+        (True, False, False, False)
+        """
+        cleaned = [self.model_text(t) for t in check_texts(texts, "encode_with_tokens")]
+        if not cleaned:
+            return []
+        with self._model_lock:
+            encoded = self._encode_with_tokens(cleaned, is_query=is_query)
+        storage = np.dtype(self.storage_dtype)
+        result = []
+        for item in encoded:
+            vectors = np.ascontiguousarray(item.vectors, dtype=np.float32)
+            if not is_query and storage != np.float32:
+                vectors = vectors.astype(storage).astype(np.float32)
+            result.append(replace(item, vectors=vectors))
+        return result
+
+    def _encode_with_tokens(self, texts: list[str], *, is_query: bool) -> list[TokenizedText]:
+        """:meth:`encode_with_tokens` of non-empty model texts; called with the model lock held.
+
+        This default labels the vectors of :meth:`_encode` with :meth:`token_spans`.
+        """
+        labels = [self.token_spans(text, is_query=is_query) for text in texts]
+        arrays = self._encode(texts, is_query=is_query)
+        result = []
+        for text, label, vectors in zip(texts, labels, arrays, strict=True):
+            if len(label) != len(vectors):
+                raise ValueError(
+                    f"{type(self).__name__}.token_spans gave {len(label)} tokens for "
+                    f"{len(vectors)} vectors; it must label every vector of the text"
+                )
+            result.append(
+                TokenizedText(
+                    text=text,
+                    vectors=vectors,
+                    tokens=tuple(token for token, _ in label),
+                    spans=tuple(span for _, span in label),
+                    special=tuple(span is None for _, span in label),
+                    expansion=(False,) * len(label),
+                )
+            )
+        return result
 
     async def aencode_queries(self, texts: Sequence[str]) -> list[np.ndarray]:
         """:meth:`encode_queries` in a worker thread, so the event loop is not blocked."""
@@ -286,7 +389,8 @@ class Encoder(BaseEncoder):
         allow_unsafe_checkpoint: bool = False,
     ) -> None:
         super().__init__(cache=cache, batch_size=batch_size, show_progress=show_progress)
-        model = model if model is not None else os.environ.get("LATECORE_MODEL", DEFAULT_MODEL)
+        self._truncation_warned: set[int] = set()  # query lengths already warned about
+        model = resolve_model(model)
         self.info: CheckpointInfo = inspect_checkpoint(
             model, revision, allow_unsafe=allow_unsafe_checkpoint
         )
@@ -340,7 +444,7 @@ class Encoder(BaseEncoder):
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         try:
-            with warnings.catch_warnings():
+            with quiet_load(self.show_progress), warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)
                 model = ColBERT(
                     str(self.info.path),
@@ -448,19 +552,135 @@ class Encoder(BaseEncoder):
         return clean_text(text)[: self.max_chars]
 
     def _warn_truncated_queries(self, texts: list[str]) -> None:
-        budget = int(self.model.query_length or 0) - 3  # [CLS], the query marker, [SEP]
+        """Warn that queries were cut, once per query length; later cuts are logged at DEBUG.
+
+        Copies made by :meth:`with_cache` share this record (and the model). The
+        model lock makes the check and the record one step.
+        """
+        query_length = int(self.model.query_length or 0)
+        budget = query_length - 3  # [CLS], the query marker, [SEP]
         lengths = [
             len(ids) for ids in self.model.tokenizer(texts, add_special_tokens=False)["input_ids"]
         ]
         too_long = sum(n > budget for n in lengths)
-        if too_long:
-            warnings.warn(
-                f"{too_long} of {len(texts)} queries exceed query_length={self.model.query_length} "
-                f"tokens and were truncated (longest: {max(lengths)} tokens). Pass a larger "
-                "query_length to Encoder to keep more of them.",
-                LatecoreWarning,
-                stacklevel=4,
+        if not too_long:
+            return
+        message = (
+            f"{too_long} of {len(texts)} queries exceed query_length={query_length} tokens and "
+            f"were truncated (longest: {max(lengths)} tokens)"
+        )
+        with self._model_lock:
+            first = query_length not in self._truncation_warned
+            self._truncation_warned.add(query_length)
+        if not first:
+            logger.debug("%s", message)
+            return
+        warnings.warn(
+            f"{message}. Pass a larger query_length to Encoder to keep more of them. Shown once "
+            "per encoder and query_length; later truncations are logged at DEBUG.",
+            LatecoreWarning,
+            stacklevel=4,
+        )
+
+    def token_spans(self, text: str, *, is_query: bool) -> list[tuple[str, Span | None]]:
+        """Each of ``text``'s vectors as ``(token, (start, end) or None)``: runs the model.
+
+        The tokens and spans of :meth:`encode_with_tokens`, which gives the vectors too.
+        """
+        (tokenized,) = self.encode_with_tokens([text], is_query=is_query)
+        return list(zip(tokenized.tokens, tokenized.spans, strict=True))
+
+    def _encode_with_tokens(self, texts: list[str], *, is_query: bool) -> list[TokenizedText]:
+        if is_query:
+            self._warn_truncated_queries(texts)
+        model = self.model
+        out: dict[str, Any] = model.encode(  # type: ignore[assignment]
+            texts,
+            is_query=is_query,
+            batch_size=self.batch_size,
+            output_value=None,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        tokenizer = model.tokenizer
+        prefix_id = model.query_prefix_id if is_query else model.document_prefix_id
+        special_ids = set(tokenizer.all_special_ids)
+        if prefix_id is not None:
+            special_ids.add(prefix_id)
+        result = []
+        for text, input_ids, mask, embeddings in zip(
+            texts, out["input_ids"], out["masks"], out["token_embeddings"], strict=True
+        ):
+            ids = [int(i) for i in input_ids]
+            spans, n_real = self._token_offsets(text, ids, is_query=is_query)
+            tokens = tokenizer.convert_ids_to_tokens(ids)
+            kept = np.flatnonzero(np.asarray(mask, dtype=bool)).tolist()
+            result.append(
+                TokenizedText(
+                    text=text,
+                    vectors=np.asarray(embeddings, dtype=np.float32)[kept],
+                    tokens=tuple(tokens[p] for p in kept),
+                    spans=tuple(spans[p] for p in kept),
+                    special=tuple(p < n_real and ids[p] in special_ids for p in kept),
+                    expansion=tuple(p >= n_real for p in kept),
+                )
             )
+        return result
+
+    def _token_offsets(
+        self, text: str, input_ids: list[int], *, is_query: bool
+    ) -> tuple[list[Span | None], int]:
+        """The span in ``text`` of each of the model's ``input_ids``, and how many are real.
+
+        Neither pylate nor sentence-transformers returns offsets: ``ColBERT.tokenize``
+        hands the text to sentence-transformers' ``Transformer.tokenize``, which
+        copies the fast tokenizer's ``BatchEncoding`` into a plain dict and so drops
+        its offset mapping. So this tokenizes the text once more the way that path
+        does (prompt prepended, stripped, lowercased if the first module says so,
+        cut to the role's length less one for the marker, which goes in after the
+        first token) and checks that the ids agree token for token. This is the only
+        place latecore relies on how pylate prepares text; ids past the real ones are
+        query-expansion padding.
+        """
+        model = self.model
+        tokenizer = model.tokenizer
+        if not getattr(tokenizer, "is_fast", False):
+            raise TypeError(
+                f"token offsets need a fast (Rust) tokenizer; {type(tokenizer).__name__} is not one"
+            )
+        name = model.default_prompt_name
+        prompt = (model.prompts.get(name) if name is not None else None) or ""
+        seen = prompt + text
+        lead = len(seen) - len(seen.lstrip())
+        body = seen.strip()
+        first_module: Any = model[0]
+        if getattr(first_module, "do_lower_case", False) and len(body.lower()) == len(body):
+            body = body.lower()
+        prefix_id = model.query_prefix_id if is_query else model.document_prefix_id
+        length = int((model.query_length if is_query else model.document_length) or 0)
+        encoded = tokenizer(
+            body,
+            return_offsets_mapping=True,
+            truncation="longest_first",
+            max_length=length - 1 if prefix_id is not None else length,
+        )
+        ids = list(encoded["input_ids"])
+        shift = lead - len(prompt)  # body offsets -> text offsets
+        spans: list[Span | None] = [
+            (start + shift, end + shift) if end > start and start + shift >= 0 else None
+            for start, end in encoded["offset_mapping"]
+        ]
+        if prefix_id is not None:
+            ids = [*ids[:1], prefix_id, *ids[1:]]
+            spans = [*spans[:1], None, *spans[1:]]
+        if input_ids[: len(ids)] != ids:
+            raise ValueError(
+                f"could not align the tokenizer's offsets with the model's input ids for "
+                f"{text[:40]!r}; token offsets need a tokenizer that pylate calls without "
+                "extra preprocessing"
+            )
+        spans.extend([None] * (len(input_ids) - len(ids)))
+        return spans, len(ids)
 
     def _encode(self, texts: list[str], *, is_query: bool) -> list[np.ndarray]:
         texts = [self.model_text(t) for t in texts]

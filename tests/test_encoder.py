@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 import threading
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,7 +16,9 @@ import pytest
 import torch
 from conftest import load_quietly
 
-from latecore import Encoder, ModelLoadError, MultivectorCache, ZeroShotWarning
+from latecore import BaseEncoder, Encoder, ModelLoadError, MultivectorCache, ZeroShotWarning
+from latecore.encoder import TokenizedText
+from latecore.errors import LatecoreWarning
 from latecore.maxsim import maxsim
 from latecore.testing import FakeEncoder, write_tiny_bert_checkpoint
 
@@ -117,7 +121,7 @@ def test_lone_surrogates_are_replaced_identically(tiny_encoder: Encoder) -> None
 def test_bad_input_types_are_rejected(fake_encoder: FakeEncoder) -> None:
     with pytest.raises(TypeError, match="wrap a single text"):
         fake_encoder.encode_documents("not a list")
-    with pytest.raises(TypeError, match="item 1"):
+    with pytest.raises(TypeError, match="text 1"):
         fake_encoder.encode_queries(["ok", 3])  # type: ignore[list-item]
 
 
@@ -241,17 +245,200 @@ def test_unsafe_checkpoints_are_refused_unless_allowed(
         Encoder(remote)
 
 
-def test_long_query_is_truncated_with_one_warning(tiny_encoder: Encoder) -> None:
-    import warnings as _warnings
+def _truncation_warnings(caught: list[warnings.WarningMessage]) -> list[str]:
+    return [str(w.message) for w in caught if issubclass(w.category, LatecoreWarning)]
 
+
+def test_long_query_is_truncated_with_one_warning(
+    tiny_checkpoint: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A fresh encoder: the session one may have warned already in another test.
+    encoder = load_quietly(tiny_checkpoint)
     long_query = "paris " * 2000
-    with _warnings.catch_warnings(record=True) as caught:
-        _warnings.simplefilter("always")
-        (vectors,) = tiny_encoder.encode_queries([long_query])
-        tiny_encoder.encode_queries(["short query"])
-    truncation = [w for w in caught if "truncated" in str(w.message)]
-    assert len(truncation) == 1
-    assert vectors.shape[0] <= tiny_encoder.model.query_length
+    caplog.set_level(logging.DEBUG, logger="latecore.encoder")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # no once-per-location dedup to hide a repeat
+        vectors = [encoder.encode_queries([f"{i} {long_query}"])[0] for i in range(200)]
+        encoder.encode_queries(["short query"])
+    (message,) = _truncation_warnings(caught)
+    assert "truncated" in message and "query_length=32" in message
+    assert all(v.shape[0] <= encoder.model.query_length for v in vectors)
+    repeats = [r for r in caplog.records if "truncated" in r.getMessage()]
+    assert len(repeats) == 199 and all(r.levelno == logging.DEBUG for r in repeats)
+
+    # Another encoder warns again, once, also when its queries come from several threads.
+    other = load_quietly(tiny_checkpoint)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        threads = [
+            threading.Thread(target=lambda: [other.encode_queries([long_query]) for _ in range(10)])
+            for _ in range(4)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(_truncation_warnings(caught)) == 1
+        # ... and so does a changed query length (a with_cache copy shares the record).
+        other.with_cache(None).encode_queries([long_query])
+        other.model.query_length = 16
+        other.encode_queries([long_query])
+        other.encode_queries([long_query])
+    assert [m.split(" tokens")[0][-15:] for m in _truncation_warnings(caught)] == [
+        "query_length=32",
+        "query_length=16",
+    ]
+
+
+class _Shown(logging.Handler):
+    """What transformers and pylate would print: records that reach their loggers' handlers."""
+
+    LOGGERS = ("transformers", "pylate")
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+    def __enter__(self) -> _Shown:
+        for name in self.LOGGERS:
+            logging.getLogger(name).addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for name in self.LOGGERS:
+            logging.getLogger(name).removeHandler(self)
+
+    def __contains__(self, text: str) -> bool:
+        return any(text in m for m in self.messages)
+
+
+def test_loading_shows_no_load_report_and_logs_it_at_debug(
+    minilm_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from transformers.utils import logging as transformers_logging
+
+    verbosity = transformers_logging.get_verbosity()
+    bars = transformers_logging.is_progress_bar_enabled()
+    caplog.set_level(logging.DEBUG, logger="latecore.encoder")
+    bars_during_load: list[bool] = []
+    probe = logging.Handler()
+    probe.emit = lambda record: bars_during_load.append(  # type: ignore[method-assign]
+        transformers_logging.is_progress_bar_enabled()
+    )
+    logging.getLogger("latecore.encoder").addHandler(probe)
+    try:
+        with _Shown() as shown:
+            load_quietly(minilm_path, show_progress=False)  # its file has an unused position_ids
+    finally:
+        logging.getLogger("latecore.encoder").removeHandler(probe)
+    assert "LOAD REPORT" not in shown
+    assert bars_during_load == [False]  # the "Loading weights" bar was off
+    (report,) = [r for r in caplog.records if "LOAD REPORT" in r.getMessage()]
+    assert report.name == "latecore.encoder" and report.levelno == logging.DEBUG
+    assert "position_ids" in report.getMessage() and "\x1b[" not in report.getMessage()
+    assert transformers_logging.get_verbosity() == verbosity
+    assert transformers_logging.is_progress_bar_enabled() == bars
+    # Outside latecore's loads, transformers' logging is as it was.
+    with _Shown() as shown:
+        logging.getLogger("transformers.modeling_utils").warning("BertModel LOAD REPORT x")
+    assert "LOAD REPORT" in shown
+
+
+def test_a_report_of_missing_weights_is_still_shown(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(tiny_checkpoint, damaged)
+    weights = load_file(damaged / "model.safetensors")
+    del weights[next(k for k in weights if k.endswith("output.dense.bias"))]
+    save_file(weights, damaged / "model.safetensors", metadata={"format": "pt"})
+    with _Shown() as shown:
+        load_quietly(damaged)
+    assert "LOAD REPORT" in shown and "MISSING" in shown
+    assert "No sentence-transformers model found" not in shown
+
+
+def _check_token_spans(tokenized: TokenizedText) -> None:
+    for token, span in zip(tokenized.tokens, tokenized.spans, strict=True):
+        if span is not None:
+            assert tokenized.text[slice(*span)].lower() == token.removeprefix("##")
+
+
+def test_encode_with_tokens_gives_the_vectors_encode_gives(
+    minilm_encoder: Encoder, tmp_path: Path
+) -> None:
+    queries = ["why is the sky blue?", "  who built   the printing press"]
+    documents = [
+        "The sky is blue because air scatters blue light (Rayleigh scattering).",
+        "  Gutenberg's press, built c. 1440 in Mainz, used metal type!  ",
+    ]
+    for texts, is_query, encode in [
+        (queries, True, minilm_encoder.encode_queries),
+        (documents, False, minilm_encoder.encode_documents),
+    ]:
+        tokenized = minilm_encoder.encode_with_tokens(texts, is_query=is_query)
+        for item, text, reference in zip(tokenized, texts, encode(texts), strict=True):
+            assert item.text == text
+            assert item.vectors.dtype == np.float32
+            np.testing.assert_allclose(item.vectors, reference, atol=1e-6, rtol=0)
+            _check_token_spans(item)
+            assert item.tokens[0] == "[CLS]" and item.spans[0] is None and item.special[0]
+            assert item.special[1] and item.tokens[1] == ("[unused0]" if is_query else "[unused1]")
+            assert item.tokens[-1] == "[SEP]" and item.special[-1]
+            assert not any(item.expansion)
+    (sky,) = minilm_encoder.encode_with_tokens([documents[0]], is_query=False)
+    words = [documents[0][slice(*s)] for s in sky.spans if s is not None]
+    assert words[:4] == ["The", "sky", "is", "blue"]
+    assert "(" not in sky.tokens  # the document skiplist drops punctuation, as encoding does
+    assert minilm_encoder.token_spans(queries[0], is_query=True)[2] == ("why", (0, 3))
+
+    with MultivectorCache(tmp_path / "cache", dtype="float16") as cache:
+        cached = minilm_encoder.with_cache(cache)
+        (item,) = cached.encode_with_tokens([documents[1]], is_query=False)
+        (reference,) = cached.encode_documents([documents[1]])
+        np.testing.assert_allclose(item.vectors, reference, atol=1e-6, rtol=0)
+        rounded = item.vectors.astype(np.float16).astype(np.float32)
+        assert item.vectors.tobytes() == rounded.tobytes()
+
+
+def test_encode_with_tokens_of_the_fake_encoder_and_of_one_that_cannot_tell() -> None:
+    fake = FakeEncoder(dim=8)
+    (query,) = fake.encode_with_tokens(["Paris, \ud800 France"], is_query=True)
+    np.testing.assert_array_equal(query.vectors, fake.encode_queries(["Paris, \ud800 France"])[0])
+    assert query.text == "Paris, \ufffd France"
+    assert query.tokens == ("[Q]", "paris", ",", "\ufffd", "france")
+    assert query.special == (True, False, False, False, False)
+    assert [query.text[slice(*s)] for s in query.spans if s is not None] == [
+        "Paris",
+        ",",
+        "\ufffd",
+        "France",
+    ]
+    assert fake.encode_with_tokens([], is_query=False) == []
+    with pytest.raises(TypeError, match="wrap a single text"):
+        fake.encode_with_tokens("text", is_query=True)  # type: ignore[arg-type]
+
+    class Opaque(BaseEncoder):
+        def _model_fingerprint_fields(self) -> dict[str, object]:
+            return {"model_id": "opaque"}
+
+        def _encode(self, texts: list[str], *, is_query: bool) -> list[np.ndarray]:
+            return [np.ones((1, 4), dtype=np.float32) for _ in texts]
+
+    with pytest.raises(TypeError, match="token_spans"):
+        Opaque().encode_with_tokens(["q"], is_query=True)
+
+    class Miscounted(Opaque):
+        def token_spans(self, text: str, *, is_query: bool) -> list[tuple[str, None]]:
+            return [("[Q]", None), ("extra", None)]
+
+    with pytest.raises(ValueError, match="label every vector"):
+        Miscounted().encode_with_tokens(["q"], is_query=True)
 
 
 def test_huge_document_is_cut_before_tokenising(tiny_encoder: Encoder) -> None:

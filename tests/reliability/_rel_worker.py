@@ -1,8 +1,9 @@
 """Worker processes of the reliability suite, run as ``python _rel_worker.py MODE ...``.
 
 Imports only ``latecore.cache`` and, for ``save``, ``latecore.index`` with the
-fake encoder (no torch), so a worker starts in a fraction of a second. Every value is derived from its name (and writer), so the test process
-can recompute what each worker wrote without talking to it.
+fake encoder (no torch), so a worker starts in a fraction of a second. Every
+value is derived from its name (and writer), so the test process can recompute
+what each worker wrote without talking to it.
 """
 
 from __future__ import annotations

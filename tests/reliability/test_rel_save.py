@@ -17,13 +17,13 @@ from latecore.testing import FakeEncoder
 
 KILLS = 20
 DOCUMENTS = 2000
-WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron".split()
+WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron"
 
 
 def _index(seed: int) -> LateIndex:
     """2,000 documents of 5-60 words; ids, texts and lengths all depend on ``seed``."""
     rng = random.Random(seed)
-    texts = [" ".join(rng.choices(WORDS, k=rng.randint(5, 60))) for _ in range(DOCUMENTS)]
+    texts = [" ".join(rng.choices(WORDS.split(), k=rng.randint(5, 60))) for _ in range(DOCUMENTS)]
     index = LateIndex(FakeEncoder())
     index.add(texts, ids=[f"s{seed}-{i}" for i in range(DOCUMENTS)])
     return index
