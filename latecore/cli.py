@@ -14,202 +14,32 @@ when the model cannot be loaded or the input cannot be read.
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import os
-import re
 import sys
 import warnings
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from importlib import resources
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO, get_args
+from typing import TextIO, get_args
 
+from ._validation import check_positive, resolve_model
 from .cache import MultivectorCache, default_cache_dir
+from .documents import (
+    MAX_CHARS,
+    SUFFIXES,
+    Chunk,
+    demo_queries,
+    load_documents,
+    sample_corpus_path,
+)
 from .encoder import DEFAULT_MODEL, Encoder, progress_enabled
-from .errors import LatecoreError, ModelLoadError, ZeroShotWarning
+from .errors import InputError, ModelLoadError, ZeroShotWarning
 from .explain import Style, explain, highlight
 from .hybrid import Fusion, HybridSearcher
 from .models import bundled_minilm_path
 
-__all__ = [
-    "MAX_CHARS",
-    "SUFFIXES",
-    "Chunk",
-    "InputError",
-    "build_parser",
-    "chunk_text",
-    "demo_queries",
-    "load_documents",
-    "main",
-    "sample_corpus_path",
-]
-
-logger = logging.getLogger(__name__)
-
-SUFFIXES = (".txt", ".md", ".jsonl")
-"""File types ``latecore search`` indexes."""
-
-MAX_CHARS = 1000
-"""Default cap on a chunk's length in characters."""
+__all__ = ["build_parser", "main"]
 
 _INDEX_BATCH = 64
-_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-
-
-class InputError(LatecoreError, ValueError):
-    """A path given to the command cannot be read as documents."""
-
-
-@dataclass(frozen=True)
-class Chunk:
-    """One indexed piece of a file: its id, text and where it came from."""
-
-    id: str
-    text: str
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-
-def _split_long(text: str, max_chars: int) -> list[str]:
-    """Split at sentence ends, else at spaces, else anywhere, into pieces <= max_chars."""
-    if len(text) <= max_chars:
-        return [text]
-    pieces: list[str] = []
-    current = ""
-    for sentence in _SENTENCE_END.split(text):
-        units = [sentence] if len(sentence) <= max_chars else sentence.split()
-        for unit in units:
-            while len(unit) > max_chars:
-                if current:
-                    pieces.append(current)
-                    current = ""
-                pieces.append(unit[:max_chars])
-                unit = unit[max_chars:]
-            candidate = f"{current} {unit}" if current else unit
-            if len(candidate) <= max_chars:
-                current = candidate
-            else:
-                pieces.append(current)
-                current = unit
-    if current:
-        pieces.append(current)
-    return pieces
-
-
-def chunk_text(text: str, max_chars: int = MAX_CHARS) -> list[str]:
-    """Paragraphs of ``text`` (split at blank lines), each cut to at most ``max_chars``.
-
-    A paragraph longer than the cap is split at sentence ends, a sentence longer
-    than the cap at spaces. Whitespace inside a paragraph is kept as it is.
-
-    Examples
-    --------
-    >>> chunk_text("First paragraph.\\n\\n  Second one.\\n\\n\\n")
-    ['First paragraph.', 'Second one.']
-    >>> chunk_text("One. Two. Three.", max_chars=10)
-    ['One. Two.', 'Three.']
-    """
-    if max_chars < 1:
-        raise ValueError(f"max_chars must be at least 1, got {max_chars}")
-    chunks: list[str] = []
-    for paragraph in _PARAGRAPH_BREAK.split(text.replace("\r\n", "\n")):
-        paragraph = paragraph.strip()
-        if paragraph:
-            chunks.extend(_split_long(paragraph, max_chars))
-    return chunks
-
-
-def _files(paths: Sequence[str | os.PathLike[str]]) -> Iterator[Path]:
-    for given in paths:
-        path = Path(given).expanduser()
-        if path.is_dir():
-            yield from sorted(
-                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES
-            )
-        elif path.is_file():
-            if path.suffix.lower() not in SUFFIXES:
-                raise InputError(
-                    f"{path}: unsupported file type; latecore search reads {', '.join(SUFFIXES)}"
-                )
-            yield path
-        else:
-            raise InputError(f"{path}: no such file or directory")
-
-
-def _jsonl_chunks(path: Path, text: str, max_chars: int) -> Iterator[Chunk]:
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError as error:
-            raise InputError(f"{path}:{number}: not valid JSON ({error})") from error
-        if isinstance(record, str):
-            record = {"text": record}
-        if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-            raise InputError(
-                f'{path}:{number}: each line must be a JSON string or an object with a "text" '
-                'string (other keys, such as "id", become metadata)'
-            )
-        base_id = str(record.get("id", f"{path}:{number}"))
-        metadata = {k: v for k, v in record.items() if k not in ("id", "text")}
-        metadata.update(source=str(path), line=number)
-        pieces = chunk_text(record["text"], max_chars)
-        for part, piece in enumerate(pieces, start=1):
-            chunk_id = base_id if len(pieces) == 1 else f"{base_id}#{part}"
-            yield Chunk(chunk_id, piece, {**metadata, "part": part})
-
-
-def load_documents(
-    paths: Sequence[str | os.PathLike[str]], max_chars: int = MAX_CHARS
-) -> list[Chunk]:
-    """Chunks of every ``.txt``, ``.md`` and ``.jsonl`` file in ``paths`` (folders recursively).
-
-    Text and Markdown files are cut into paragraphs (:func:`chunk_text`); each
-    line of a JSON-lines file is a JSON string or an object with a ``"text"``
-    field (its ``"id"`` names the chunk, other fields become metadata), cut the
-    same way when longer than ``max_chars``.
-
-    Raises
-    ------
-    InputError
-        For a missing path, an unsupported file type, or a malformed line.
-    """
-    chunks: list[Chunk] = []
-    seen: set[Path] = set()
-    for path in _files(paths):
-        if path.resolve() in seen:
-            continue
-        seen.add(path.resolve())
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as error:
-            raise InputError(f"{path}: cannot read it as UTF-8 text ({error})") from error
-        if path.suffix.lower() == ".jsonl":
-            chunks.extend(_jsonl_chunks(path, text, max_chars))
-            continue
-        for number, piece in enumerate(chunk_text(text, max_chars), start=1):
-            chunks.append(Chunk(f"{path}#{number}", piece, {"source": str(path), "chunk": number}))
-    unique: dict[str, Chunk] = {}
-    for chunk in chunks:
-        unique[chunk.id] = chunk
-    if len(unique) < len(chunks):
-        logger.warning(
-            "%d chunks had duplicate ids; the last of each was kept", len(chunks) - len(unique)
-        )
-    return list(unique.values())
-
-
-def _quiet_transformers() -> None:
-    """Silence transformers' load reports and bars: the command prints its own status."""
-    try:
-        import transformers
-    except ModuleNotFoundError:
-        return
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
 
 
 def _load_encoder(model: str | Path, cache: MultivectorCache, err: TextIO) -> Encoder:
@@ -282,18 +112,33 @@ def _print_results(
         hits = searcher.search(query, k=args.k)
         print(f"\nQuery: {query}", file=out)
         if not hits:
-            print("  no results: no document shares a word with the query", file=out)
+            print("  no results", file=out)
             continue
         for rank, hit in enumerate(hits, start=1):
             print(
                 f"{rank:>3}. {hit.id}  score {hit.score:.4f}  "
-                f"(bm25 {hit.bm25_score:.2f} #{hit.bm25_rank}, "
-                f"colbert {hit.colbert_score:.2f} #{hit.colbert_rank})",
+                f"({_stage('bm25', hit.bm25_score, hit.bm25_rank)}, "
+                f"{_stage('colbert', hit.colbert_score, hit.colbert_rank)})",
                 file=out,
             )
             marked = highlight(explain(searcher.encoder, query, hit.text), style)
             for line in marked.splitlines():
                 print(f"     {line}", file=out)
+
+
+def _stage(name: str, score: float | None, rank: int | None) -> str:
+    """One stage's score and rank, or that the stage did not nominate the hit.
+
+    Examples
+    --------
+    >>> _stage("bm25", 1.234, 2), _stage("bm25", None, None)
+    ('bm25 1.23 #2', 'bm25 -')
+    >>> _stage("colbert", 9.5, None)
+    'colbert 9.50'
+    """
+    if score is None:
+        return f"{name} -"
+    return f"{name} {score:.2f}" + ("" if rank is None else f" #{rank}")
 
 
 def _open_cache(args: argparse.Namespace) -> MultivectorCache:
@@ -309,7 +154,6 @@ def _run(
     out: TextIO,
     err: TextIO,
 ) -> int:
-    _quiet_transformers()
     with _open_cache(args) as cache:
         encoder = _load_encoder(model, cache, err)
         searcher = _build(chunks, encoder, cache, args, err)
@@ -324,19 +168,8 @@ def _search(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             f"no text found in {', '.join(args.paths)} (latecore search reads "
             f"{', '.join(SUFFIXES)} files)"
         )
-    model = args.model or os.environ.get("LATECORE_MODEL") or DEFAULT_MODEL
+    model = os.fspath(resolve_model(args.model))
     return _run(chunks, [args.query], model, args, out, err)
-
-
-def sample_corpus_path() -> Path:
-    """The sample corpus that ``latecore demo`` searches (JSON lines: id, topic, text)."""
-    return Path(str(resources.files("latecore") / "data" / "sample_corpus.jsonl"))
-
-
-def demo_queries() -> list[str]:
-    """The queries ``latecore demo`` runs when none is given."""
-    text = (resources.files("latecore") / "data" / "demo_queries.txt").read_text("utf-8")
-    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def _demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -430,8 +263,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     2
     """
     args = build_parser().parse_args(argv)
-    if args.k < 1 or args.candidates < 1 or args.max_chars < 1:
-        print("latecore: error: -k, --candidates and --max-chars must be >= 1", file=sys.stderr)
+    try:
+        check_positive(args.k, "-k")
+        check_positive(args.candidates, "--candidates")
+        check_positive(args.max_chars, "--max-chars")
+    except ValueError as error:
+        print(f"latecore: error: {error}", file=sys.stderr)
         return 2
     try:
         return int(args.run(args, sys.stdout, sys.stderr))

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from latecore.cli import InputError, chunk_text, demo_queries, load_documents, main
-from latecore.cli import sample_corpus_path as corpus_path
+from latecore.cli import main
+from latecore.documents import chunk_text, demo_queries, load_documents
+from latecore.documents import sample_corpus_path as corpus_path
+from latecore.errors import InputError
 
 SCRIPT = Path(sys.executable).with_name("latecore")
 
@@ -95,6 +97,15 @@ def test_bad_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert "no such file or directory" in capsys.readouterr().err
     assert main(["search", str(tmp_path), "-q", "x"]) == 2  # an empty folder
     assert "no text found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option", ["-k", "--candidates", "--max-chars"])
+def test_counts_below_one_exit_2_naming_the_option(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str
+) -> None:
+    assert main(["search", str(tmp_path), "-q", "x", option, "0"]) == 2
+    err = capsys.readouterr().err
+    assert f"latecore: error: {option} must be a positive integer, got 0" in err
 
 
 def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:

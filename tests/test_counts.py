@@ -41,9 +41,9 @@ RESULT_COUNTS: dict[str, Callable[[Any], Any]] = {
     "HybridSearcher.search_batch(k)": lambda k: _hybrid().search_batch(["dogs"], k=k)[0],
     "HybridSearcher.asearch(k)": lambda k: asyncio.run(_hybrid().asearch("dogs", k=k)),
     "Reranker.rerank(top_k)": lambda k: Reranker(FakeEncoder()).rerank("dogs", TEXTS, top_k=k),
-    "Reranker.rerank_batch(top_k)": lambda k: (
-        Reranker(FakeEncoder()).rerank_batch(["dogs"], [TEXTS], top_k=k)[0]
-    ),
+    "Reranker.rerank_batch(top_k)": lambda k: Reranker(FakeEncoder()).rerank_batch(
+        ["dogs"], [TEXTS], top_k=k
+    )[0],
     "Reranker.arerank(top_k)": lambda k: asyncio.run(
         Reranker(FakeEncoder()).arerank("dogs", TEXTS, top_k=k)
     ),
@@ -72,7 +72,8 @@ NON_NEGATIVE_SETTINGS: dict[str, Callable[[Any], Any]] = {
 
 @pytest.mark.parametrize("value", BAD, ids=repr)
 @pytest.mark.parametrize(
-    "call", [*RESULT_COUNTS.values(), *POSITIVE_COUNTS.values(), *NON_NEGATIVE_SETTINGS.values()],
+    "call",
+    [*RESULT_COUNTS.values(), *POSITIVE_COUNTS.values(), *NON_NEGATIVE_SETTINGS.values()],
     ids=[*RESULT_COUNTS, *POSITIVE_COUNTS, *NON_NEGATIVE_SETTINGS],
 )
 def test_invalid_counts_are_refused(call: Callable[[Any], Any], value: object) -> None:
