@@ -9,7 +9,10 @@ Query encoding therefore costs ~0 here: a real model adds its query encode
 
 ``search(q, k=10)`` one query at a time, and ``search_batch`` of 8 queries
 (reported per query), are timed for each size, the sizes interleaved round by
-round after a few seconds of spin-up; medians are reported.
+round after a few seconds of spin-up; medians are reported. The same rounds time
+``HybridSearcher.search`` over each index with ``candidates_from="bm25"`` and
+``"both"`` (100 candidates per stage): the difference is what letting MaxSim
+nominate costs, the evidence behind ``candidates_from="auto"``.
 Run: ``python benchmarks/bench_search.py``.
 """
 
@@ -23,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from latecore import BaseEncoder, LateIndex
+from latecore import BaseEncoder, HybridSearcher, LateIndex
 
 
 class SyntheticEncoder(BaseEncoder):
@@ -73,6 +76,9 @@ def main() -> None:
         tokens[n] = encoder.document_tokens - before
         print(f"built {indexes[n]!r} in {time.perf_counter() - started:.1f} s")
     queries = [f"query {i}" for i in range(8)]
+    hybrids = {n: HybridSearcher.from_index(index) for n, index in indexes.items()}
+    for hybrid in hybrids.values():
+        hybrid.refresh()  # the BM25 build is not part of a query
 
     # Correctness: the top hit equals a brute-force MaxSim over the stored float16 vectors.
     small = indexes[min(args.sizes)]
@@ -92,6 +98,11 @@ def main() -> None:
         indexes[n].search_batch(queries, k=10)
         return (time.perf_counter() - start) / len(queries)
 
+    def hybrid(n: int, candidates_from: str) -> float:
+        start = time.perf_counter()
+        hybrids[n].search("document 17", k=10, candidates_from=candidates_from)  # type: ignore[arg-type]
+        return time.perf_counter() - start
+
     deadline = time.perf_counter() + args.spin_up
     while time.perf_counter() < deadline:
         for n in args.sizes:
@@ -101,6 +112,8 @@ def main() -> None:
         for n in args.sizes:
             samples.setdefault((n, "search"), []).append(one(n))
             samples.setdefault((n, "batch"), []).append(batch(n))
+            for rule in ("bm25", "both"):
+                samples.setdefault((n, rule), []).append(hybrid(n, rule))
 
     print(f"\nrounds={args.rounds} (medians), dim=96, 30-120 tokens/doc, 32 query tokens, k=10\n")
     print(
@@ -115,6 +128,12 @@ def main() -> None:
             f"| {n:,} | {tokens[n]:,} | {1000 * single:.2f} | {n / single:,.0f} | "
             f"{1000 * batched:.2f} | {n / batched:,.0f} |"
         )
+
+    print("\n| documents | hybrid, bm25 candidates: ms | hybrid, both stages: ms | added by both |")
+    print("|---:|---:|---:|---:|")
+    for n in args.sizes:
+        bm25, both = (statistics.median(samples[(n, rule)]) for rule in ("bm25", "both"))
+        print(f"| {n:,} | {1000 * bm25:.1f} | {1000 * both:.1f} | {1000 * (both - bm25):+.1f} |")
 
 
 if __name__ == "__main__":

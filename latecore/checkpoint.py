@@ -36,6 +36,7 @@ class CheckpointInfo:
     has_colbert_head: bool
     hidden_size: int | None
     vocab_size: int | None
+    max_positions: int | None
     needs_remote_code: bool
     vocab: frozenset[str] = field(repr=False, default=frozenset())
 
@@ -196,6 +197,7 @@ def inspect_checkpoint(
     else:
         fmt, head = "plain-encoder", False
     hidden = config.get("hidden_size") or config.get("d_model") or config.get("dim")
+    positions = config.get("max_position_embeddings") or config.get("n_positions")
     return CheckpointInfo(
         path=path,
         model_id=model_id,
@@ -205,6 +207,7 @@ def inspect_checkpoint(
         has_colbert_head=head,
         hidden_size=int(hidden) if hidden else None,
         vocab_size=int(config["vocab_size"]) if config.get("vocab_size") else None,
+        max_positions=int(positions) if positions else None,
         needs_remote_code="auto_map" in config,
         vocab=_tokenizer_vocab(path),
     )

@@ -33,8 +33,8 @@ from .documents import (
 )
 from .encoder import DEFAULT_MODEL, Encoder, progress_enabled
 from .errors import InputError, ModelLoadError, ZeroShotWarning
-from .explain import Style, explain, highlight
-from .hybrid import Fusion, HybridSearcher
+from .explain import MIN_SHARE, Style, explain, highlight
+from .hybrid import AUTO_BOTH_LIMIT, CandidatesFrom, Fusion, HybridSearcher
 from .models import bundled_minilm_path
 
 __all__ = ["build_parser", "main"]
@@ -69,7 +69,13 @@ def _build(
     from tqdm.auto import tqdm
 
     before = cache.stats()
-    searcher = HybridSearcher(encoder, fusion=args.fusion, candidates=args.candidates)
+    searcher = HybridSearcher(
+        encoder,
+        fusion=args.fusion,
+        candidates=args.candidates,
+        candidates_from=args.candidates_from,
+        language=None if args.language == "none" else args.language,
+    )
     with tqdm(
         total=len(chunks),
         desc="Indexing",
@@ -121,7 +127,12 @@ def _print_results(
                 f"{_stage('colbert', hit.colbert_score, hit.colbert_rank)})",
                 file=out,
             )
-            marked = highlight(explain(searcher.encoder, query, hit.text), style)
+            marked = highlight(
+                explain(searcher.encoder, query, hit.text),
+                style,
+                min_share=args.highlight_share,
+                language=searcher.lexical.language,
+            )
             for line in marked.splitlines():
                 print(f"     {line}", file=out)
 
@@ -204,7 +215,30 @@ def _common(parser: argparse.ArgumentParser, k: int) -> None:
         help="how BM25 and ColBERT rankings combine (default: rerank)",
     )
     parser.add_argument(
-        "--candidates", type=int, default=100, help="BM25 candidates per query (default 100)"
+        "--candidates",
+        type=int,
+        default=100,
+        help="candidates each stage nominates per query (default 100)",
+    )
+    parser.add_argument(
+        "--candidates-from",
+        choices=get_args(CandidatesFrom),
+        default="auto",
+        help="which stages nominate candidates: both BM25 and ColBERT, BM25 only, or auto "
+        f"(both up to {AUTO_BOTH_LIMIT:,} documents; default: auto)",
+    )
+    parser.add_argument(
+        "--language",
+        default="english",
+        help="language of BM25's stopwords and stemmer, and of the words highlighting skips "
+        "('english', 'german', ...; 'none' for neither; default: english)",
+    )
+    parser.add_argument(
+        "--highlight-share",
+        type=float,
+        default=MIN_SHARE,
+        help="highlight matches contributing at least this share of the best match "
+        f"(default {MIN_SHARE}; 0 marks every content-word match)",
     )
     parser.add_argument(
         "--max-chars",

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = [
+    "EVAL_SETS",
     "Evaluation",
     "compare",
     "evaluate",
@@ -401,19 +402,38 @@ def plot_comparison(
     return figure
 
 
-def load_eval_set() -> tuple[dict[str, str], dict[str, str], dict[str, dict[str, int]]]:
-    """The small labelled set that ships with latecore: ``(corpus, queries, qrels)``.
+EVAL_SETS = {"general": "eval_set.json", "ops": "eval_set_ops.json"}
+"""Labelled sets that ship with latecore: name -> file in ``latecore/data``."""
 
-    50 short passages written for this project, 18 queries and graded
-    judgements (2: answers the query, 1: on topic). The queries mix paraphrases
-    (few words shared with the answer) with exact terms (names, codes) that
-    only a lexical match finds reliably.
+
+def load_eval_set(
+    name: str = "general",
+) -> tuple[dict[str, str], dict[str, str], dict[str, dict[str, int]]]:
+    """A labelled set that ships with latecore: ``(corpus, queries, qrels)``.
+
+    Both were written for this project, with graded judgements (2: answers the
+    query, 1: on topic):
+
+    ``"general"`` (default)
+        50 short general-knowledge passages and 20 queries mixing paraphrases
+        (few words shared with the answer) with exact terms (names, codes)
+        that only a lexical match finds reliably.
+    ``"ops"``
+        An IT operations knowledge base (servers, DNS, TLS, databases,
+        containers, ...): runbook-style passages and engineers' questions,
+        among them paraphrases with no content word in common with their
+        answer, error codes and long situational questions.
 
     Returns
     -------
     tuple of dict
         corpus (document id -> text), queries (query id -> text), qrels (query
         id -> document id -> grade).
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is not one of :data:`EVAL_SETS`.
 
     Examples
     --------
@@ -426,7 +446,10 @@ def load_eval_set() -> tuple[dict[str, str], dict[str, str], dict[str, dict[str,
     import json
     from importlib.resources import files
 
-    data = json.loads(files("latecore").joinpath("data/eval_set.json").read_text("utf-8"))
+    if name not in EVAL_SETS:
+        raise ValueError(f"unknown labelled set {name!r}; choose one of {', '.join(EVAL_SETS)}")
+    text = files("latecore").joinpath(f"data/{EVAL_SETS[name]}").read_text("utf-8")
+    data = json.loads(text)
     corpus = {d["id"]: d["text"] for d in data["corpus"]}
     queries = {q["id"]: q["text"] for q in data["queries"]}
     qrels = {qid: {d: int(g) for d, g in grades.items()} for qid, grades in data["qrels"].items()}

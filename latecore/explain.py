@@ -24,7 +24,7 @@ import numpy as np
 
 from .encoder import BaseEncoder, Span, TokenizedText
 
-__all__ = ["Explanation", "TokenMatch", "explain", "highlight"]
+__all__ = ["MIN_SHARE", "Explanation", "TokenMatch", "explain", "highlight"]
 
 Style = Literal["ansi", "html", "text"]
 
@@ -172,15 +172,40 @@ def _match(query: str, document: str, q: TokenizedText, d: TokenizedText) -> Exp
     return Explanation(query, document, score, tuple(matches))
 
 
+def _carries_the_score(
+    explanation: Explanation, min_share: float | None, language: str | None, everything: bool
+) -> list[TokenMatch]:
+    """The matches worth marking: content words' matches that contribute enough."""
+    if everything:
+        return list(explanation.matches)
+    from .lexical import function_words
+
+    skip = function_words(language)
+
+    def is_content(text: str, span: Span | None) -> bool:
+        word = "" if span is None else text[span[0] : span[1]].lower().strip()
+        return any(c.isalnum() for c in word) and word not in skip
+
+    content = [
+        m
+        for m in explanation.matches
+        if not (m.is_special or m.is_expansion)
+        and is_content(explanation.query, m.query_span)
+        and is_content(explanation.document, m.document_span)
+    ]
+    if min_share is None or not content:
+        return content
+    best = max(m.contribution for m in content)
+    return [m for m in content if m.contribution >= min_share * best]
+
+
 def _marked_spans(
-    explanation: Explanation, min_similarity: float | None, include_special: bool
+    explanation: Explanation, matches: list[TokenMatch], min_similarity: float | None
 ) -> list[tuple[int, int, list[TokenMatch]]]:
     """Matched document spans, merged where they touch, with the matches behind each."""
     spans: dict[Span, list[TokenMatch]] = {}
-    for match in explanation.matches:
+    for match in matches:
         if match.document_span is None:
-            continue
-        if not include_special and (match.is_special or match.is_expansion):
             continue
         if min_similarity is not None and match.similarity < min_similarity:
             continue
@@ -195,14 +220,27 @@ def _marked_spans(
     return merged
 
 
+MIN_SHARE = 0.75
+"""Default of :func:`highlight`'s ``min_share``, chosen on the demo's output (see the README)."""
+
+
 def highlight(
     explanation: Explanation,
     style: Style = "ansi",
     *,
+    min_share: float | None = MIN_SHARE,
+    language: str | None = "english",
     min_similarity: float | None = None,
     include_special: bool = False,
 ) -> str:
-    """The explained document with the spans the query matched marked.
+    """The explained document with the spans that carry the score marked.
+
+    A match is marked when both its query token and the document token it
+    matched are content words (not punctuation, not one of ``language``'s
+    function words such as "the", "of", "why") and it contributes at least
+    ``min_share`` of the largest contribution among such matches. So a strong
+    match of "sky" to "sky" is marked, a weak best match of "invented" to "was"
+    is not, and nor is "the" matching "the", which every document offers.
 
     Parameters
     ----------
@@ -212,10 +250,16 @@ def highlight(
         ``"ansi"``: bold yellow for a terminal. ``"html"``: ``<mark>`` elements
         (title: which query tokens matched, and how well) inside a ``<div>``, with
         all text HTML-escaped, for a notebook. ``"text"``: ``**bold**`` markers.
+    min_share
+        Keep matches contributing at least this fraction of the best content
+        match (default :data:`MIN_SHARE`); ``None`` keeps every content match.
+    language
+        Whose function words are not marked (``None``: mark every word).
     min_similarity
-        Mark only matches at least this similar.
+        Also require at least this similarity (an absolute floor).
     include_special
-        Also mark what special and expansion query tokens matched (noise, mostly).
+        Also mark what special and expansion query tokens matched (noise, mostly);
+        this marks every match that passes ``min_similarity``, stopwords included.
 
     Returns
     -------
@@ -228,11 +272,14 @@ def highlight(
     >>> explanation = explain(FakeEncoder(), "fish & chips", "<b>fish</b> & chips")
     >>> print(highlight(explanation, "html"))  # doctest: +NORMALIZE_WHITESPACE
     <div class="latecore-highlight" style="white-space: pre-wrap">&lt;b&gt;<mark
-    title="fish (1.000)">fish</mark>&lt;/b&gt; <mark title="&amp; (1.000)">&amp;</mark>
-    <mark title="chips (1.000)">chips</mark></div>
+    title="fish (1.000)">fish</mark>&lt;/b&gt; &amp; <mark title="chips (1.000)">chips</mark></div>
     >>> highlight(explanation, "ansi") == (
-    ...     "<b>\\x1b[1;33mfish\\x1b[0m</b> \\x1b[1;33m&\\x1b[0m \\x1b[1;33mchips\\x1b[0m")
+    ...     "<b>\\x1b[1;33mfish\\x1b[0m</b> & \\x1b[1;33mchips\\x1b[0m")
     True
+    >>> highlight(explain(FakeEncoder(), "the sky", "the sky"), "text")  # "the": no
+    'the **sky**'
+    >>> highlight(explain(FakeEncoder(), "the sky", "the sky"), "text", language=None)
+    '**the** **sky**'
     """
     if style not in ("ansi", "html", "text"):
         raise ValueError(f"style must be 'ansi', 'html' or 'text', got {style!r}")
@@ -240,7 +287,12 @@ def highlight(
     parts: list[str] = []
     cursor = 0
     escape = html.escape if style == "html" else str
-    for start, end, matches in _marked_spans(explanation, min_similarity, include_special):
+    marked_spans = _marked_spans(
+        explanation,
+        _carries_the_score(explanation, min_share, language, include_special),
+        min_similarity,
+    )
+    for start, end, matches in marked_spans:
         parts.append(escape(document[cursor:start]))
         marked = document[start:end]
         if style == "html":

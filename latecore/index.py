@@ -204,9 +204,15 @@ class LateIndex(Searcher[SearchHit]):
             return []
         if not len(self) or k == 0:
             return [[] for _ in queries]
-        query_vectors = self.encoder.encode_queries(queries)
+        return self.search_vectors(self.encoder.encode_queries(queries), k)
+
+    def search_vectors(self, queries: Sequence[np.ndarray], k: int = 10) -> list[list[SearchHit]]:
+        """:meth:`search_batch` for queries already encoded by :attr:`encoder`."""
+        check_count(k, "k")
+        if not len(self) or k == 0:
+            return [[] for _ in queries]
         with self._lock:
-            rankings = self._backend.search(self._store, query_vectors, k)
+            rankings = self._backend.search(self._store, queries, k)
             return [self._hits(r.positions, r.scores.tolist()) for r in rankings]
 
     def _hits(self, positions: Sequence[int] | np.ndarray, scores: list[float]) -> list[SearchHit]:
@@ -234,13 +240,23 @@ class LateIndex(Searcher[SearchHit]):
             raise ValueError(f"got {len(queries)} queries but {len(ids)} id lists")
         id_lists = [check_ids(i, "score") for i in ids]
         with self._lock:
-            positions = [self._store.positions(i) for i in id_lists]
-        wanted = [q for q, p in zip(queries, positions, strict=True) if len(p)]
-        vectors = iter(self.encoder.encode_queries(wanted) if wanted else [])
+            for doc_ids in id_lists:
+                self._store.positions(doc_ids)  # unknown ids fail before any encoding
+        wanted = [q for q, i in zip(queries, id_lists, strict=True) if i]
+        encoded = iter(self.encoder.encode_queries(wanted) if wanted else [])
+        vectors = [next(encoded) if i else np.zeros((0, 0), np.float32) for i in id_lists]
+        return self.score_vectors(vectors, id_lists)
+
+    def score_vectors(
+        self, queries: Sequence[np.ndarray], ids: Sequence[Sequence[str]]
+    ) -> list[np.ndarray]:
+        """:meth:`score_batch` for queries already encoded by :attr:`encoder`."""
         with self._lock:
             return [
-                self._store.score([next(vectors)], p)[0] if len(p) else np.zeros(0, np.float32)
-                for p in positions
+                self._store.score([q], self._store.positions(i))[0]
+                if len(i)
+                else np.zeros(0, np.float32)
+                for q, i in zip(queries, ids, strict=True)
             ]
 
     def save(self, path: str | os.PathLike[str]) -> None:

@@ -39,7 +39,7 @@ class SearchHit:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def stage_scores(self) -> dict[str, float | int]:
+    def stage_scores(self) -> dict[str, float | int | None]:
         """Per-stage scores beyond :attr:`score`: none for a plain search hit."""
         return {}
 
@@ -48,10 +48,12 @@ class SearchHit:
 class HybridHit(SearchHit):
     """A :class:`SearchHit` of a :class:`~latecore.hybrid.HybridSearcher`, with every stage's score.
 
-    ``score`` is the fused score the hits are sorted by. Ranks are 1-based within
-    the BM25 candidate set of the query: ``bm25_rank`` orders the candidates by
-    BM25 score, ``colbert_rank`` by MaxSim score (ties in either break by BM25
-    rank). The stage fields are keyword-only.
+    ``score`` is the fused score the hits are sorted by. ``bm25_rank`` is the
+    1-based rank among BM25's nominations by BM25 score, ``colbert_rank`` among
+    MaxSim's nominations by MaxSim score (ties break by BM25 rank); both, and
+    ``bm25_score``, are ``None`` where that stage did not nominate the document.
+    ``colbert_score`` is always the exact MaxSim score. The stage fields are
+    keyword-only.
 
     Examples
     --------
@@ -63,13 +65,13 @@ class HybridHit(SearchHit):
     (2, 1, True)
     """
 
-    bm25_score: float
-    bm25_rank: int
+    bm25_score: float | None
+    bm25_rank: int | None
     colbert_score: float
-    colbert_rank: int
+    colbert_rank: int | None
 
     @property
-    def stage_scores(self) -> dict[str, float | int]:
+    def stage_scores(self) -> dict[str, float | int | None]:
         """Both stages' scores and ranks, by field name (what adapters put in metadata).
 
         Examples

@@ -85,14 +85,18 @@ ENTRY_POINTS: dict[str, tuple[EntryPoint, bool]] = {
         lambda v: asyncio.run(_lc_hybrid().ainvoke(QUERY, k=v)),
         True,
     ),
-    # BM25 candidates are at least 1, per field and per call
-    "langchain hybrid candidates field": (lambda v: _lc_hybrid(candidates=v).invoke(QUERY), False),
+    # candidates are at least 1, per field and per call (BM25 alone nominates here, so
+    # that a valid count is exactly the number of hits)
+    "langchain hybrid candidates field": (
+        lambda v: _lc_hybrid(candidates=v, candidates_from="bm25").invoke(QUERY),
+        False,
+    ),
     "langchain hybrid invoke candidates": (
-        lambda v: _lc_hybrid().invoke(QUERY, candidates=v),
+        lambda v: _lc_hybrid(candidates_from="bm25").invoke(QUERY, candidates=v),
         False,
     ),
     "langchain hybrid ainvoke candidates": (
-        lambda v: asyncio.run(_lc_hybrid().ainvoke(QUERY, candidates=v)),
+        lambda v: asyncio.run(_lc_hybrid(candidates_from="bm25").ainvoke(QUERY, candidates=v)),
         False,
     ),
     "langchain reranker top_n": (_lc_rerank, False),
@@ -123,7 +127,11 @@ ENTRY_POINTS: dict[str, tuple[EntryPoint, bool]] = {
     ),
     "llama hybrid candidates": (
         lambda v: LlamaHybrid(
-            _nodes(), encoder=FakeEncoder(), candidates=v, similarity_top_k=10
+            _nodes(),
+            encoder=FakeEncoder(),
+            candidates=v,
+            candidates_from="bm25",
+            similarity_top_k=10,
         ).retrieve(QUERY),
         False,
     ),

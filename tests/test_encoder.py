@@ -261,7 +261,7 @@ def test_long_query_is_truncated_with_one_warning(
         vectors = [encoder.encode_queries([f"{i} {long_query}"])[0] for i in range(200)]
         encoder.encode_queries(["short query"])
     (message,) = _truncation_warnings(caught)
-    assert "truncated" in message and "query_length=32" in message
+    assert "truncated" in message and "query_length=64" in message  # the zero-shot length
     assert all(v.shape[0] <= encoder.model.query_length for v in vectors)
     repeats = [r for r in caplog.records if "truncated" in r.getMessage()]
     assert len(repeats) == 199 and all(r.levelno == logging.DEBUG for r in repeats)
@@ -285,7 +285,7 @@ def test_long_query_is_truncated_with_one_warning(
         other.encode_queries([long_query])
         other.encode_queries([long_query])
     assert [m.split(" tokens")[0][-15:] for m in _truncation_warnings(caught)] == [
-        "query_length=32",
+        "query_length=64",
         "query_length=16",
     ]
 

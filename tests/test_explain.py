@@ -168,3 +168,31 @@ def test_highlight_escapes_html_and_marks_matches() -> None:
 def test_highlight_merges_word_pieces_of_one_word(minilm_encoder: Encoder) -> None:
     explanation = explain(minilm_encoder, "Eiffel", "The Eiffel Tower.")
     assert highlight(explanation, "text") == "The **Eiffel** Tower."
+
+
+def test_demo_highlights_mark_content_words_not_function_words(minilm_encoder: Encoder) -> None:
+    """The demo's hits (its sample queries, top 3 each) mark what carries the score: the
+    query's content words and their matches, never "the", "of", "by" or punctuation."""
+    import re
+
+    from latecore import HybridSearcher
+    from latecore.documents import demo_queries, load_documents, sample_corpus_path
+    from latecore.lexical import function_words
+
+    chunks = load_documents([sample_corpus_path()])
+    searcher = HybridSearcher.from_texts(
+        [c.text for c in chunks], minilm_encoder, ids=[c.id for c in chunks]
+    )
+    skip = function_words("english")
+    marked_words: list[str] = []
+    for query in demo_queries():
+        for hit in searcher.search(query, k=3):
+            text = highlight(explain(minilm_encoder, query, hit.text), "text")
+            marked = re.findall(r"\*\*(.+?)\*\*", text)
+            assert marked, (query, hit.id)
+            marked_words += [w.lower() for w in marked]
+            everything = highlight(explain(minilm_encoder, query, hit.text), "text", min_share=None)
+            assert len(re.findall(r"\*\*", everything)) >= len(re.findall(r"\*\*", text))
+    assert not [w for w in marked_words if w in skip or not any(c.isalnum() for c in w)]
+    assert {"the", "of", "by"}.isdisjoint(marked_words)
+    assert {"sky", "blue", "honey", "printing", "press"} <= set(marked_words)

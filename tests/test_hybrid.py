@@ -89,7 +89,10 @@ CORPUS = {
 
 @pytest.fixture
 def searcher() -> HybridSearcher:
-    return HybridSearcher.from_texts(list(CORPUS.values()), FakeEncoder(), ids=list(CORPUS))
+    """BM25 nominates, MaxSim reranks: the ``candidates_from="bm25"`` contract."""
+    return HybridSearcher.from_texts(
+        list(CORPUS.values()), FakeEncoder(), ids=list(CORPUS), candidates_from="bm25"
+    )
 
 
 def _bm25_reference(texts: list[str], query: str) -> np.ndarray:
@@ -172,7 +175,7 @@ def test_add_and_delete_reach_both_stages(searcher: HybridSearcher) -> None:
 def test_from_index_builds_bm25_over_stored_texts() -> None:
     index = LateIndex(FakeEncoder())
     index.add(list(CORPUS.values()), ids=list(CORPUS))
-    searcher = HybridSearcher.from_index(index, fusion="rrf")
+    searcher = HybridSearcher.from_index(index, fusion="rrf", candidates_from="bm25")
     assert searcher.index is index and len(searcher) == len(CORPUS)
     assert searcher.search("germany", k=1)[0].id == "berlin"
     index.delete(["berlin"])  # changed behind the searcher's back: the count change is seen
@@ -187,16 +190,18 @@ def test_index_with_a_different_encoder_is_refused() -> None:
 
 def test_empty_corpus_empty_texts_and_empty_queries() -> None:
     assert HybridSearcher(FakeEncoder()).search("anything") == []
-    blank = HybridSearcher.from_texts(["", "", "   "], FakeEncoder())
+    blank = HybridSearcher.from_texts(["", "", "   "], FakeEncoder(), candidates_from="bm25")
     assert len(blank) == 3
     assert blank.search("anything") == []
     assert blank.search_batch(["a query", ""]) == [[], []]
     full = HybridSearcher.from_texts(["paris is in france", ""], FakeEncoder())
     assert full.search("") == [] and full.search("   ") == []
-    assert full.search("the of and") == []  # only stopwords: nothing to match in BM25
+    # only stopwords: nothing to match in BM25; MaxSim still nominates when asked to
+    assert full.search("the of and", candidates_from="bm25") == []
+    assert all(h.bm25_rank is None for h in full.search("the of and", candidates_from="both"))
     assert full.search("france", k=0) == []
     assert full.search_batch([]) == []
-    assert [h.text for h in full.search("france")] == ["paris is in france"]
+    assert [h.text for h in full.search("france", candidates_from="bm25")] == ["paris is in france"]
 
 
 def test_search_batch_and_asearch_agree_with_search(searcher: HybridSearcher) -> None:
@@ -210,9 +215,14 @@ def test_search_batch_and_asearch_agree_with_search(searcher: HybridSearcher) ->
 
 def test_stemming_matches_word_forms() -> None:
     texts = ["the dog runs in the park", "cats sleep all day"]
-    plain = HybridSearcher.from_texts(texts, FakeEncoder(), ids=["dog", "cat"])
+    plain = HybridSearcher.from_texts(
+        texts, FakeEncoder(), ids=["dog", "cat"], stemmer=None, candidates_from="bm25"
+    )
     assert plain.search("running") == []
-    stemmed = HybridSearcher.from_texts(texts, FakeEncoder(), ids=["dog", "cat"], stemmer="english")
+    stemmed = HybridSearcher.from_texts(  # English stemming is the default
+        texts, FakeEncoder(), ids=["dog", "cat"], candidates_from="bm25"
+    )
+    assert stemmed.stemmer == "english"
     assert [h.id for h in stemmed.search("running")] == ["dog"]
     with pytest.raises(ValueError, match="unknown stemmer language"):
         HybridSearcher(FakeEncoder(), stemmer="elvish")
@@ -266,7 +276,7 @@ LABELLED = {
 @pytest.fixture(scope="module")
 def minilm_searcher(minilm_encoder: Encoder) -> HybridSearcher:
     return HybridSearcher.from_texts(
-        list(PASSAGES.values()), minilm_encoder, ids=list(PASSAGES), metadatas=None
+        list(PASSAGES.values()), minilm_encoder, ids=list(PASSAGES), candidates_from="bm25"
     )
 
 
@@ -303,7 +313,9 @@ def test_minilm_colbert_scores_equal_plain_maxsim(
 def test_search_batch_encodes_all_queries_in_one_model_call() -> None:
     encoder = FakeEncoder()
     searcher = HybridSearcher.from_texts(
-        ["paris is in france", "berlin is in germany", "rome is in italy"], encoder
+        ["paris is in france", "berlin is in germany", "rome is in italy"],
+        encoder,
+        candidates_from="bm25",
     )
     before = encoder.calls
     batch = searcher.search_batch(["paris france", "berlin", "nothing matches zzz", "rome"], k=2)

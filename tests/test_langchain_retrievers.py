@@ -209,7 +209,8 @@ def test_hybrid_fusion_and_candidates(fake_index: LateIndex) -> None:
     retriever = LateInteractionHybridRetriever(searcher=searcher)
     assert (retriever.fusion, retriever.candidates) == ("linear", 50)  # the searcher's
     assert LateInteractionHybridRetriever(searcher=searcher, fusion="rrf").fusion == "rrf"
-    assert len(retriever.invoke(QUERY, candidates=2, k=10)) == 2
+    assert len(retriever.invoke(QUERY, candidates=2, k=10, candidates_from="bm25")) == 2
+    assert 2 <= len(retriever.invoke(QUERY, candidates=2, k=10, candidates_from="both")) <= 4
     by_rerank = retriever.invoke(QUERY, fusion="rerank", k=6)
     colbert = [d.metadata["colbert_score"] for d in by_rerank]
     assert colbert == sorted(colbert, reverse=True)
@@ -218,9 +219,15 @@ def test_hybrid_fusion_and_candidates(fake_index: LateIndex) -> None:
         retriever.invoke(QUERY, fusion="max")
 
 
-def test_hybrid_needs_a_shared_word() -> None:
-    retriever = LateInteractionHybridRetriever.from_texts(CAPITALS, FakeEncoder())
-    assert retriever.invoke("bananas") == []
+def test_hybrid_without_a_shared_word_needs_maxsim_candidates() -> None:
+    bm25_only = LateInteractionHybridRetriever.from_texts(
+        CAPITALS, FakeEncoder(), candidates_from="bm25"
+    )
+    assert bm25_only.candidates_from == "bm25"
+    assert bm25_only.invoke("bananas") == []
+    both = LateInteractionHybridRetriever.from_texts(CAPITALS, FakeEncoder())
+    hits = both.invoke("bananas")
+    assert hits and all(d.metadata["bm25_rank"] is None for d in hits)
 
 
 @pytest.mark.parametrize("kind", ["late", "hybrid"])

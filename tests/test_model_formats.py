@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -172,3 +173,32 @@ def test_multilingual_text_round_trips_through_xlmr_and_the_cache(
         assert a.shape[0] > 3 and a.tobytes() == b.tobytes()
     (query,) = encoder.encode_queries(["столица России"])
     assert int(np.argmax(maxsim(query, first))) == 0
+
+
+LONG_QUERY = " ".join(["where is the capital city paris and why"] * 6) + " paris city"  # 50 words
+
+
+@pytest.mark.parametrize(
+    ("fmt", "truncated"), [("plain-bert", False), ("sentence-transformers", True)]
+)
+def test_a_long_query_is_kept_whole_by_a_zero_shot_checkpoint_and_cut_by_a_trained_one(
+    fmt: str, truncated: bool, encoders: dict[str, Encoder]
+) -> None:
+    """Zero-shot checkpoints (no expansion) get 64 query tokens; trained ones keep theirs."""
+    encoder = encoders[fmt]
+    n_tokens = len(encoder.model.tokenizer(LONG_QUERY, add_special_tokens=False)["input_ids"])
+    assert 50 <= n_tokens <= 61
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        (vectors,) = encoder.encode_queries([LONG_QUERY])
+    cut = [w for w in caught if "truncated" in str(w.message)]
+    assert bool(cut) is truncated
+    described = encoder.describe()
+    if truncated:
+        assert described["query_length_source"] == "checkpoint"
+        assert vectors.shape[0] == described["query_length"] < n_tokens
+    else:
+        assert described["query_length_source"] == "zero-shot default"
+        assert described["query_length"] == 64
+        assert vectors.shape[0] == n_tokens + 3  # [CLS], the query marker, [SEP]
+        assert "query_length" in encoder.fingerprint_fields

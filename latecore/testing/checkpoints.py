@@ -38,6 +38,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ..encoder import ZERO_SHOT_QUERY_LENGTH
 from .seeding import seeded_generator, seeded_torch
 
 __all__ = ["CHECKPOINT_FORMATS", "CheckpointSpec", "write_checkpoint", "write_tiny_bert_checkpoint"]
@@ -380,9 +381,19 @@ def _xlm_roberta(path: Path, seed: int) -> CheckpointSpec:
 
 def _plain_bert(path: Path, seed: int) -> CheckpointSpec:
     write_tiny_bert_checkpoint(path, seed=seed)
-    # zero-shot: markers from unused entries, pylate's lengths, no expansion, identity projection
+    # zero-shot: markers from unused entries, latecore's zero-shot query length and pylate's
+    # document length, no expansion, identity projection
     return CheckpointSpec(
-        "plain-bert", path, "[unused0]", "[unused1]", 32, 180, False, 32, False, "[MASK]"
+        "plain-bert",
+        path,
+        "[unused0]",
+        "[unused1]",
+        ZERO_SHOT_QUERY_LENGTH,
+        180,
+        False,
+        32,
+        False,
+        "[MASK]",
     )
 
 

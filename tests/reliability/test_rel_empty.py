@@ -58,17 +58,23 @@ def test_late_index_empty_inputs() -> None:
 
 @pytest.mark.timeout(30)
 def test_hybrid_searcher_empty_inputs() -> None:
-    """HybridSearcher: empty corpus, empty query, a corpus of empty strings -> ``[]``;
-    ``k=0`` -> ``[]``; ``k`` beyond the matching documents -> all of them; negative ``k``
-    -> ValueError."""
+    """HybridSearcher: empty corpus, empty query -> ``[]``; a corpus of empty strings ->
+    ``[]`` from BM25, every document from MaxSim (as ``LateIndex``); ``k=0`` -> ``[]``;
+    ``k`` beyond the candidates -> all of them; negative ``k`` -> ValueError."""
     assert HybridSearcher(FakeEncoder()).search("capital") == []
     assert HybridSearcher.from_texts([], FakeEncoder()).search("capital") == []
-    assert HybridSearcher.from_texts(["", " "], FakeEncoder()).search("capital") == []
+    blank = HybridSearcher.from_texts(["", " "], FakeEncoder(), ids=["e1", "e2"])
+    assert blank.search("capital", candidates_from="bm25") == []
+    assert sorted(h.id for h in blank.search("capital", candidates_from="both")) == ["e1", "e2"]
     searcher = HybridSearcher.from_texts(CORPUS, FakeEncoder(), ids=["p", "b", "c"])
     assert searcher.search("") == [] and searcher.search("   ") == []
     assert searcher.search_batch([]) == []
     assert searcher.search("capital", k=0) == []
-    assert sorted(h.id for h in searcher.search("capital", k=100)) == ["b", "p"]
+    assert sorted(h.id for h in searcher.search("capital", k=100, candidates_from="bm25")) == [
+        "b",
+        "p",
+    ]
+    assert sorted(h.id for h in searcher.search("capital", k=100)) == ["b", "c", "p"]
     with pytest.raises(ValueError, match="k must be"):
         searcher.search("capital", k=-1)
 
@@ -95,7 +101,8 @@ def test_langchain_adapters_empty_inputs(tmp_path: Path) -> None:
     )
 
     # MaxSim search ranks every document even for an empty query (as LateIndex does);
-    # the hybrid retriever has no BM25 candidates for it and returns nothing.
+    # the hybrid retriever returns nothing for an empty query, and for a corpus of empty
+    # texts what its MaxSim stage nominates.
     for retriever_class, blank_hits in (
         (LateInteractionRetriever, 2),
         (LateInteractionHybridRetriever, 0),
@@ -108,7 +115,7 @@ def test_langchain_adapters_empty_inputs(tmp_path: Path) -> None:
         assert len(retriever.invoke("")) == blank_hits
         blanks = retriever_class.from_texts(["", ""], FakeEncoder())
         assert len(blanks.invoke("")) == blank_hits
-        assert len(blanks.invoke("capital")) == blank_hits
+        assert len(blanks.invoke("capital")) == 2
         with pytest.raises(ValueError):
             retriever_class.from_texts(CORPUS, FakeEncoder(), k=-1)
 

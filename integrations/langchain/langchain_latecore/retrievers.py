@@ -23,7 +23,7 @@ from typing_extensions import Self
 
 from latecore import BaseEncoder, HybridSearcher, LateIndex, load_encoder
 from latecore._validation import check_count, check_positive
-from latecore.hybrid import Fusion
+from latecore.hybrid import CandidatesFrom, Fusion
 from latecore.searcher import Searcher
 
 from ._convert import document_from_hit, documents_to_columns
@@ -340,18 +340,22 @@ class LateInteractionRetriever(LateSearchRetriever):
 
 
 class LateInteractionHybridRetriever(LateSearchRetriever):
-    """Hybrid retriever: BM25 candidates reranked by ColBERT late interaction, then fused.
+    """Hybrid retriever: BM25 and ColBERT nominate candidates, exact MaxSim scores them, fused.
 
-    BM25 picks the ``candidates`` best lexical matches; their stored multivectors
-    are scored by exact MaxSim (nothing is re-encoded at query time) and the two
-    rankings are fused: ``"rerank"`` (MaxSim order, the default), ``"rrf"``
-    (reciprocal rank fusion) or ``"linear"`` (weighted min-max normalised scores).
-    A document sharing no word with the query is not a candidate. BM25 is rebuilt
-    over the whole corpus on the first query after an update, so add in batches.
+    BM25 (English stopwords and stemming by default) picks its ``candidates`` best
+    lexical matches and, with ``candidates_from="both"``, the index its own best
+    ``candidates`` by MaxSim; every candidate's stored multivectors are scored
+    by exact MaxSim (nothing is re-encoded at query time) and the rankings are
+    fused: ``"rerank"`` (MaxSim order), ``"rrf"`` (reciprocal rank fusion) or
+    ``"linear"`` (weighted min-max normalised scores). See
+    ``latecore.HybridSearcher`` for the defaults (``candidates_from="auto"``).
+    BM25 is rebuilt over the whole corpus on the first query after an update, so
+    add in batches.
 
     ``metadata["relevance_score"]`` is the fused score; each document also gets
-    ``bm25_score``, ``bm25_rank``, ``colbert_score`` and ``colbert_rank`` (1-based
-    ranks among the candidates). Behaviour shared with the MaxSim retriever
+    ``bm25_score``, ``bm25_rank``, ``colbert_score`` and ``colbert_rank``
+    (1-based ranks among each stage's nominations; ``None`` where a stage did not
+    nominate the document). Behaviour shared with the MaxSim retriever
     (documents, ``k``, updates, async) is described in :class:`LateSearchRetriever`.
 
     Setup:
@@ -368,10 +372,12 @@ class LateInteractionHybridRetriever(LateSearchRetriever):
         fusion: "rerank" | "rrf" | "linear"
             How the two rankings are combined (default: the searcher's).
         candidates: int
-            BM25 candidates scored by MaxSim per query, at least 1 (default: the
+            Candidates each stage nominates per query, at least 1 (default: the
             searcher's, 100).
+        candidates_from: "auto" | "both" | "bm25"
+            Which stages nominate (default: the searcher's).
 
-        `k`, `fusion` and `candidates` can also be passed to `invoke`.
+        `k`, `fusion`, `candidates` and `candidates_from` can also be passed to `invoke`.
 
     Instantiate:
         ```python
@@ -413,19 +419,29 @@ class LateInteractionHybridRetriever(LateSearchRetriever):
     )
     candidates: int = Field(
         default=100,
-        description="BM25 candidates scored by MaxSim per query. Defaults to the searcher's.",
+        description="Candidates each stage nominates per query. Defaults to the searcher's.",
+    )
+    candidates_from: CandidatesFrom = Field(
+        default="auto",
+        description="Which stages nominate candidates: 'auto', 'both' or 'bm25'. "
+        "Defaults to the searcher's.",
     )
 
     _searcher_field: ClassVar[str] = "searcher"
     _searcher_class: ClassVar[Callable[..., Searcher[Any]]] = HybridSearcher
-    _search_options: ClassVar[tuple[str, ...]] = ("fusion", "candidates")
+    _search_options: ClassVar[tuple[str, ...]] = ("fusion", "candidates", "candidates_from")
 
     @model_validator(mode="before")
     @classmethod
     def _searcher_defaults(cls, data: Any) -> Any:
         searcher = data.get("searcher") if isinstance(data, dict) else None
         if isinstance(searcher, HybridSearcher):
-            data = {"fusion": searcher.fusion, "candidates": searcher.candidates, **data}
+            data = {
+                "fusion": searcher.fusion,
+                "candidates": searcher.candidates,
+                "candidates_from": searcher.candidates_from,
+                **data,
+            }
         return data
 
     @field_validator("candidates", mode="before")

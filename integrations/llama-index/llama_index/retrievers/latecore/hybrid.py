@@ -1,4 +1,4 @@
-"""LateInteractionHybridRetriever: BM25 candidates reranked by ColBERT, through latecore."""
+"""LateInteractionHybridRetriever: BM25 and ColBERT candidates, exact MaxSim, fusion (latecore)."""
 
 from __future__ import annotations
 
@@ -19,12 +19,13 @@ __all__ = ["LateInteractionHybridRetriever"]
 
 
 class LateInteractionHybridRetriever(LateSearchRetriever[HybridSearcher]):
-    """BM25 candidates, reranked by ColBERT (exact MaxSim), fused: :class:`latecore.HybridSearcher`.
+    """BM25 and ColBERT nominate, exact MaxSim scores, fusion: :class:`latecore.HybridSearcher`.
 
     ``NodeWithScore.score`` is the fused score. Every stage's score and rank are
     in the returned node's metadata: ``bm25_score``, ``bm25_rank``,
-    ``colbert_score``, ``colbert_rank`` (hidden from the embedding and LLM views
-    of the node, so prompts and reranker cache keys do not change). BM25 and
+    ``colbert_score``, ``colbert_rank`` (``None`` where a stage did not nominate
+    the node; hidden from the embedding and LLM views of the node, so prompts
+    and reranker cache keys do not change). BM25 and
     ColBERT both read ``get_content(metadata_mode=MetadataMode.EMBED)``.
     Inserting, deleting and retrieving are those of :class:`LateSearchRetriever`.
 
@@ -49,9 +50,11 @@ class LateInteractionHybridRetriever(LateSearchRetriever[HybridSearcher]):
     similarity_top_k, callback_manager, objects, object_map, verbose
         As for :class:`LateSearchRetriever` (``similarity_top_k`` is at least 1).
     **searcher_kwargs
-        :class:`latecore.HybridSearcher` settings: ``candidates`` (BM25
-        candidates reranked, default 100), ``fusion`` (``"rerank"``, ``"rrf"``
-        or ``"linear"``), ``rrf_k``, ``alpha``, ``stopwords``, ``stemmer``.
+        :class:`latecore.HybridSearcher` settings: ``candidates`` (nominated
+        by each stage, default 100), ``candidates_from`` (``"auto"``,
+        ``"both"`` or ``"bm25"``), ``fusion`` (``"rerank"``, ``"rrf"`` or
+        ``"linear"``), ``rrf_k``, ``alpha``, ``language`` (``"english"``: its
+        stopwords and stemmer), ``stopwords``, ``stemmer``.
 
     Examples
     --------

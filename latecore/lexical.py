@@ -1,0 +1,199 @@
+"""The lexical (BM25) stage of hybrid search, through ``bm25s``.
+
+Texts are lowercased, split into words, stripped of the language's stopwords
+and stemmed with its Snowball stemmer (PyStemmer), so that "running" matches
+"runs". One ``language`` setting drives both; ``stopwords`` and ``stemmer``
+override it separately (``None`` turns either off).
+
+bm25s has no incremental update: :meth:`LexicalStage.build` indexes a snapshot
+of the corpus, and a searcher rebuilds it after documents change.
+
+Examples
+--------
+>>> stage = LexicalStage()
+>>> stage.tokenize(["The runner was running"])
+[['runner', 'run']]
+>>> snapshot = stage.build(["a", "b"], ["she runs every day", "cats sleep"])
+>>> ids, scores = snapshot.top(stage.tokenize(["running"])[0], 10)
+>>> ids, bool(scores[0] > 0)
+(['a'], True)
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import LatecoreWarning
+
+if TYPE_CHECKING:
+    import bm25s
+
+__all__ = ["AUTO", "LexicalSnapshot", "LexicalStage", "function_words"]
+
+logger = logging.getLogger(__name__)
+
+AUTO = "auto"
+"""``stopwords`` / ``stemmer`` value meaning "follow ``language``"."""
+
+_STOPWORD_CODES = {
+    "english": "en",
+    "german": "de",
+    "dutch": "nl",
+    "french": "fr",
+    "spanish": "es",
+    "portuguese": "pt",
+    "italian": "it",
+    "russian": "ru",
+    "swedish": "sv",
+    "norwegian": "no",
+    "turkish": "tr",
+    "danish": "da",
+}
+"""Snowball language name -> bm25s stopword list code."""
+
+_warned_missing_stemmer = False
+
+
+def function_words(language: str | None) -> frozenset[str]:
+    """The language's function words (NLTK's stopword lists, as bm25s ships them).
+
+    For English the long list (179 words, with "why", "how", "what"), not the
+    33-word list BM25 removes; an unknown language or ``None`` has none.
+
+    Examples
+    --------
+    >>> {"the", "why", "how"} <= function_words("english"), "sky" in function_words("english")
+    (True, False)
+    >>> function_words(None)
+    frozenset()
+    """
+    if language is None or language not in _STOPWORD_CODES:
+        return frozenset()
+    from bm25s import stopwords
+
+    name = "EN_PLUS" if language == "english" else language.upper()
+    return frozenset(getattr(stopwords, f"STOPWORDS_{name}"))
+
+
+def _stemmer(language: str | None, *, explicit: bool) -> Any:
+    """A PyStemmer stemmer for ``language`` (``None``: no stemming)."""
+    global _warned_missing_stemmer
+    if language is None:
+        return None
+    try:
+        import Stemmer
+    except ModuleNotFoundError as error:
+        if explicit:
+            raise ModuleNotFoundError(
+                f"stemmer={language!r} needs PyStemmer: pip install PyStemmer"
+            ) from error
+        if not _warned_missing_stemmer:
+            _warned_missing_stemmer = True
+            warnings.warn(
+                "PyStemmer is not installed, so BM25 does not stem words ('running' will not "
+                "match 'runs'): pip install PyStemmer",
+                LatecoreWarning,
+                stacklevel=4,
+            )
+        return None
+    if language not in Stemmer.algorithms():
+        if not explicit:
+            return None
+        raise ValueError(
+            f"unknown stemmer language {language!r}; PyStemmer knows "
+            f"{', '.join(Stemmer.algorithms())}"
+        )
+    return Stemmer.Stemmer(language)
+
+
+class LexicalSnapshot:
+    """A BM25 index over a snapshot of the corpus: its ids and a bm25s retriever (or none)."""
+
+    def __init__(self, ids: list[str], retriever: bm25s.BM25 | None) -> None:
+        self.ids = ids
+        self.retriever = retriever
+
+    def top(self, query_tokens: list[str], n: int) -> tuple[list[str], np.ndarray]:
+        """The ``n`` best documents sharing a term with the query: ids and BM25 scores.
+
+        Ties break by position in the snapshot.
+        """
+        if self.retriever is None or not query_tokens:
+            return [], np.zeros(0, dtype=np.float64)
+        scores = np.asarray(self.retriever.get_scores(query_tokens), dtype=np.float64)
+        matching = np.flatnonzero(scores > 0)
+        best = matching[np.lexsort((matching, -scores[matching]))][:n]
+        return [self.ids[i] for i in best], scores[best]
+
+
+class LexicalStage:
+    """Tokenisation settings of the BM25 stage, and snapshots built with them.
+
+    Parameters
+    ----------
+    language
+        A Snowball language name (``"english"``, default; ``"german"``,
+        ``"french"``, ...) for both stopwords and stemming, or ``None`` for
+        neither. A language without a bm25s stopword list is only stemmed.
+    stopwords
+        ``"auto"`` (the language's list), a bm25s code (``"en"``, ``"de"``, ...),
+        a list of words, or ``None`` to keep every word.
+    stemmer
+        ``"auto"`` (the language's stemmer), a PyStemmer language, or ``None``
+        for no stemming.
+    """
+
+    def __init__(
+        self,
+        language: str | None = "english",
+        *,
+        stopwords: str | list[str] | None = AUTO,
+        stemmer: str | None = AUTO,
+    ) -> None:
+        self.language = language
+        if stopwords == AUTO:
+            stopwords = _STOPWORD_CODES.get(language) if language is not None else None
+        if stemmer == AUTO:
+            self.stemmer = language
+            self._stemmer = _stemmer(language, explicit=False)
+            if self._stemmer is None:
+                self.stemmer = None
+        else:
+            self.stemmer = stemmer
+            self._stemmer = _stemmer(stemmer, explicit=True)
+        self.stopwords = stopwords
+        self.tokenize([""])  # fails now, not at the first search, on unknown stopwords
+
+    def __repr__(self) -> str:
+        return f"LexicalStage(stopwords={self.stopwords!r}, stemmer={self.stemmer!r})"
+
+    def tokenize(self, texts: Sequence[str]) -> list[list[str]]:
+        """The BM25 terms of each text."""
+        import bm25s
+
+        tokens: list[list[str]] = bm25s.tokenize(
+            list(texts),
+            stopwords=self.stopwords if self.stopwords is not None else [],
+            stemmer=self._stemmer,
+            return_ids=False,
+            show_progress=False,
+        )
+        return tokens
+
+    def build(self, ids: Sequence[str], texts: Sequence[str]) -> LexicalSnapshot:
+        """A BM25 index over ``texts`` (a corpus without a single term matches nothing)."""
+        import bm25s
+
+        tokens = self.tokenize(texts)
+        if not any(tokens):
+            # No document has a single term: nothing can match (and bm25s would divide by 0).
+            return LexicalSnapshot(list(ids), None)
+        retriever = bm25s.BM25()
+        retriever.index(tokens, show_progress=False)
+        logger.debug("built a BM25 index over %d documents", len(ids))
+        return LexicalSnapshot(list(ids), retriever)
