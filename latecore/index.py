@@ -1,17 +1,10 @@
 """A searchable collection of documents scored by exact MaxSim: a store and a backend.
 
-:class:`LateIndex` is a facade over two parts (DESIGN §7):
-
-- a *store* (:mod:`latecore.store`) holds the documents (ids, texts, metadata)
-  and their token vectors; every final score is exact MaxSim over them;
-- a *backend* (:mod:`latecore.backends`) proposes the candidates a query is
-  scored against: all documents (``exact``), or PLAID's (``plaid``) or a
-  Qdrant collection's (``qdrant``) candidates.
-
-It implements the :class:`~latecore.searcher.Searcher` protocol that
-:class:`~latecore.hybrid.HybridSearcher` shares and the adapters consume.
-:meth:`LateIndex.save` replaces the saved directory as a whole
-(:mod:`latecore._atomic`): a crash leaves the old index or the new one.
+:class:`LateIndex` is a facade (DESIGN §7) over a *store* (:mod:`latecore.store`:
+ids, texts, metadata and token vectors, over which every final score is exact
+MaxSim) and a *backend* (:mod:`latecore.backends`: which documents a query is
+scored against). It implements the :class:`~latecore.searcher.Searcher`
+protocol; :meth:`LateIndex.save` replaces the saved directory as a whole.
 """
 
 from __future__ import annotations
@@ -85,12 +78,8 @@ class LateIndex(Searcher[SearchHit]):
         store: DocumentStore | None = None,
         **backend_options: Any,
     ) -> None:
-        self._setup(
-            encoder,
-            MemoryStore(dtype) if store is None else store,
-            make_backend(backend, **backend_options),
-            None,
-        )
+        store = MemoryStore(dtype) if store is None else store
+        self._setup(encoder, store, make_backend(backend, **backend_options), None)
 
     def _setup(
         self,
@@ -136,11 +125,8 @@ class LateIndex(Searcher[SearchHit]):
         return list(self._store.ids)
 
     def build(self) -> None:
-        """Build the backend's search structure now rather than at the next search.
-
-        For ``plaid``: a PLAID snapshot of every document (worth calling after a
-        bulk :meth:`add`); ``exact`` and ``qdrant`` have nothing to build.
-        """
+        """Build the backend's search structure now, not at the next search (``plaid``: a
+        snapshot of every document, worth it after a bulk :meth:`add`)."""
         with self._lock:
             self._backend.build(self._store)
 
@@ -163,13 +149,8 @@ class LateIndex(Searcher[SearchHit]):
         ids: Sequence[str] | None = None,
         metadatas: Sequence[Mapping[str, Any] | None] | None = None,
     ) -> list[str]:
-        """Encode and add documents; a document whose id exists replaces it.
-
-        Returns
-        -------
-        list of str
-            The ids, generated (uuid4 hex) where none were given.
-        """
+        """Encode and add documents (a stored id is replaced); returns the ids, uuid4 hex
+        where none were given."""
         texts, new_ids, metas = check_documents(texts, ids, metadatas)
         if not texts:
             return []
@@ -224,13 +205,7 @@ class LateIndex(Searcher[SearchHit]):
 
     def score(self, query: str, ids: Sequence[str]) -> np.ndarray:
         """Exact MaxSim (float32) of ``query`` against the stored documents ``ids``, in
-        that order: a first stage's candidates are scored without re-encoding them.
-
-        Raises
-        ------
-        KeyError
-            If an id is not in the index.
-        """
+        that order, without re-encoding them; ``KeyError`` for an id not in the index."""
         return self.score_batch([query], [ids])[0]
 
     def score_batch(self, queries: Sequence[str], ids: Sequence[Sequence[str]]) -> list[np.ndarray]:
@@ -251,13 +226,11 @@ class LateIndex(Searcher[SearchHit]):
         self, queries: Sequence[np.ndarray], ids: Sequence[Sequence[str]]
     ) -> list[np.ndarray]:
         """:meth:`score_batch` for queries already encoded by :attr:`encoder`."""
+        empty = np.zeros(0, np.float32)
         with self._lock:
-            return [
-                self._store.score([q], self._store.positions(i))[0]
-                if len(i)
-                else np.zeros(0, np.float32)
-                for q, i in zip(queries, ids, strict=True)
-            ]
+            store = self._store
+            pairs = zip(queries, ids, strict=True)
+            return [store.score([q], store.positions(i))[0] if i else empty for q, i in pairs]
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the index to directory ``path``, replacing what a previous save left there.

@@ -6,20 +6,13 @@ import math
 
 import numpy as np
 import pytest
+from test_hybrid import CORPUS  # six documents, one of them ("stop") made of stopwords
 
 from latecore import HybridSearcher, LateIndex
 from latecore.fusion import fuse
 from latecore.hybrid import AUTO_BOTH_LIMIT
 from latecore.testing import FakeEncoder
 
-CORPUS = {
-    "paris": "paris is the capital and largest city of france",
-    "berlin": "berlin is the capital of germany and a large city",
-    "rome": "rome was the capital of an empire; rome is in italy",
-    "lyon": "lyon is a city in france known for food",
-    "stop": "it is the one that is in the and of the",
-    "cats": "cats purr and sleep",
-}
 # "stop" shares only stopwords with the query: BM25 cannot find it, MaxSim (the fake
 # encoder matches "the", "of" ... exactly) ranks it first.
 QUERY = "it is that the city is the capital of it"
