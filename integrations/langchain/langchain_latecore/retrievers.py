@@ -330,7 +330,18 @@ class LateInteractionRetriever(LateSearchRetriever):
         ```
 
     Use within a chain:
-        As for any retriever; see :class:`LateSearchRetriever`.
+        ```python
+        from langchain_core.output_parsers import StrOutputParser
+        from langchain_core.runnables import RunnablePassthrough
+
+        chain = (
+            {"context": retriever | format_docs, "question": RunnablePassthrough()}
+            | prompt  # prompt, llm and format_docs as in LateSearchRetriever's example
+            | llm
+            | StrOutputParser()
+        )
+        chain.invoke("What is the capital of Germany?")
+        ```
     """
 
     index: LateIndex = Field(description="The latecore index searched by MaxSim.")
@@ -408,7 +419,18 @@ class LateInteractionHybridRetriever(LateSearchRetriever):
         ```
 
     Use within a chain:
-        As for any retriever; see :class:`LateSearchRetriever`.
+        ```python
+        from langchain_core.output_parsers import StrOutputParser
+        from langchain_core.runnables import RunnablePassthrough
+
+        chain = (
+            {"context": retriever | format_docs, "question": RunnablePassthrough()}
+            | prompt  # prompt, llm and format_docs as in LateSearchRetriever's example
+            | llm
+            | StrOutputParser()
+        )
+        chain.invoke("what does error E1234 mean")
+        ```
     """
 
     searcher: HybridSearcher = Field(description="The latecore BM25 -> MaxSim searcher.")
