@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import load_quietly
 
-from latecore import FingerprintMismatchError, IndexFormatError, LateIndex
+from latecore import FingerprintMismatchError, IndexFormatError, LatecoreWarning, LateIndex
 from latecore.maxsim import maxsim
 from latecore.testing import FakeEncoder
 
@@ -96,3 +98,15 @@ def test_unserialisable_metadata_fails_on_save_with_a_clear_error(tmp_path: Path
     index.add(["x"], metadatas=[{"when": object()}])
     with pytest.raises(TypeError, match="JSON"):
         index.save(tmp_path / "idx")
+
+
+def test_200_searches_with_over_long_queries_warn_once(tiny_checkpoint: Path) -> None:
+    """One truncation warning per encoder (and query length), not one per search."""
+    index = LateIndex(load_quietly(tiny_checkpoint))  # fresh: it has not warned yet
+    index.add(["paris is the capital of france", "berlin is in germany"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # Python's once-per-location filter hides nothing
+        for i in range(200):
+            assert len(index.search(f"{i} " + "where is paris " * (20 + i % 30), k=1)) == 1
+    truncations = [w for w in caught if issubclass(w.category, LatecoreWarning)]
+    assert len(truncations) == 1 and "truncated" in str(truncations[0].message)
