@@ -117,3 +117,30 @@ def test_scores_are_exact_maxsim_in_both_modes() -> None:
     hits = searcher.search(QUERY, k=10)
     reference = searcher.index.score(QUERY, [h.id for h in hits])
     np.testing.assert_allclose([h.colbert_score for h in hits], reference, rtol=1e-6)
+
+
+def test_without_pystemmer_bm25_warns_once_and_does_not_stem(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import warnings
+
+    from latecore import LatecoreWarning, lexical
+
+    monkeypatch.setitem(__import__("sys").modules, "Stemmer", None)  # import fails
+    monkeypatch.setattr(lexical, "_warned_missing_stemmer", False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first, second = lexical.LexicalStage(), lexical.LexicalStage()
+    assert len([w for w in caught if issubclass(w.category, LatecoreWarning)]) == 1
+    assert first.stemmer is None and second.tokenize(["running"]) == [["running"]]
+    with pytest.raises(ModuleNotFoundError, match="PyStemmer"):
+        lexical.LexicalStage(stemmer="english")
+
+
+def test_language_sets_stopwords_and_stemmer_together() -> None:
+    german = HybridSearcher(FakeEncoder(), language="german")
+    assert (german.stopwords, german.stemmer) == ("de", "german")
+    assert german.lexical.tokenize(["die Häuser und das Haus"]) == [["haus", "haus"]]
+    plain = HybridSearcher(FakeEncoder(), language=None)
+    assert (plain.stopwords, plain.stemmer) == (None, None)
+    assert HybridSearcher(FakeEncoder(), stemmer=None).stopwords == "en"
