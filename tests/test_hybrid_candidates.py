@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -126,7 +127,7 @@ def test_without_pystemmer_bm25_warns_once_and_does_not_stem(
 
     from latecore import LatecoreWarning, lexical
 
-    monkeypatch.setitem(__import__("sys").modules, "Stemmer", None)  # import fails
+    monkeypatch.setitem(sys.modules, "Stemmer", None)  # import fails
     monkeypatch.setattr(lexical, "_warned_missing_stemmer", False)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
