@@ -11,7 +11,7 @@ implement and the adapters consume.
 from __future__ import annotations
 
 from .cache import CacheStats, MultivectorCache, cache_key
-from .encoder import DEFAULT_MODEL, BaseEncoder, Encoder, load_encoder
+from .encoder import DEFAULT_MODEL, BaseEncoder, Encoder, EncodeStats, load_encoder
 from .errors import (
     FingerprintMismatchError,
     IndexFormatError,
@@ -37,6 +37,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "BaseEncoder",
     "CacheStats",
+    "EncodeStats",
     "Encoder",
     "Evaluation",
     "FingerprintMismatchError",

@@ -68,7 +68,7 @@ def _build(
 ) -> HybridSearcher:
     from tqdm.auto import tqdm
 
-    before = cache.stats()
+    before, encoded_before = cache.stats(), encoder.encode_stats()
     searcher = HybridSearcher(
         encoder,
         fusion=args.fusion,
@@ -91,10 +91,11 @@ def _build(
                 metadatas=[c.metadata for c in batch],
             )
             bar.update(len(batch))
-    after = cache.stats()
+    after, encoded = cache.stats(), encoder.encode_stats() - encoded_before
     hits, misses = after.hits - before.hits, after.misses - before.misses
+    rate = f" at {encoded.documents_per_second:.1f} docs/s" if encoded.documents else ""
     print(
-        f"Indexed {len(chunks)} chunks: {hits} served from the cache, {misses} encoded "
+        f"Indexed {len(chunks)} chunks: {hits} served from the cache, {misses} encoded{rate} "
         f"(cache: {cache.directory})",
         file=err,
     )

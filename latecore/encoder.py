@@ -1,58 +1,53 @@
 """Encoders: texts in, one float32 ``(n_tokens, dim)`` multivector per text out.
 
-:class:`BaseEncoder` holds everything that does not depend on the model: input
-checks, the document cache (hits are never re-encoded, misses are encoded in one
-batched call and written back), the fingerprint and thread safety. Its
-:meth:`~BaseEncoder.encode_with_tokens` gives the token-level view behind
-:func:`latecore.explain`: each vector with its token and character span.
-:class:`Encoder` runs a ``pylate`` ColBERT model; ``latecore.testing.FakeEncoder``
-runs a deterministic hash model for fast tests.
+:class:`Encoder` runs a ``pylate`` ColBERT model on top of
+:class:`~latecore.base_encoder.BaseEncoder` (input checks, the document cache,
+the fingerprint, thread safety; re-exported here), and :func:`load_encoder` is
+the one rule adapters follow to get an encoder.
 """
 
 from __future__ import annotations
 
-import asyncio
-import copy
-import hashlib
-import json
 import logging
 import os
-import re
-import threading
 import warnings
-from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from dataclasses import replace
-from functools import cached_property
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
 
 from ._quiet import quiet_load
-from ._validation import DEFAULT_MODEL, check_positive, check_texts, resolve_model
-from .cache import MultivectorCache, cache_key
+from ._validation import DEFAULT_MODEL, resolve_model
+from .base_encoder import (
+    FINGERPRINT_VERSION,
+    BaseEncoder,
+    EncodeStats,
+    Role,
+    clean_text,
+    progress_enabled,
+)
+from .cache import MultivectorCache
 from .checkpoint import CheckpointInfo, inspect_checkpoint
 from .errors import LatecoreWarning, ModelLoadError, ZeroShotWarning
 from .tokens import Span, TokenizedText
 
 if TYPE_CHECKING:
     from pylate.models import ColBERT
-    from typing_extensions import Self
 
 __all__ = [
     "DEFAULT_MODEL",
+    "FINGERPRINT_VERSION",
     "BaseEncoder",
+    "EncodeStats",
     "Encoder",
     "Role",
     "Span",
     "TokenizedText",
+    "clean_text",
     "load_encoder",
     "progress_enabled",
 ]
 
 logger = logging.getLogger(__name__)
-
-FINGERPRINT_VERSION = 1
 
 ZERO_SHOT_QUERY_LENGTH = 64
 """Query length of a zero-shot checkpoint (no expansion to train for): long questions are
@@ -63,280 +58,32 @@ own sets: ``benchmarks/eval_hybrid.py``."""
 CHARS_PER_TOKEN_BOUND = 100
 """Upper bound on the characters one token covers (used to cut huge texts early)."""
 
-Role = Literal["query", "document"]
+SORT_WINDOW = 2048
+"""Texts tokenized together and sorted by token count before batching (bounds memory)."""
+
+Quantize = Literal["int8"]
 
 
-def progress_enabled(show_progress: bool | None) -> bool:
-    """``show_progress``, or when ``None`` whether ``$LATECORE_PROGRESS`` is not ``0``.
+class _Row(NamedTuple):
+    """One text's output of :meth:`Encoder._forward`."""
 
-    The one rule for every progress bar latecore shows.
-
-    Examples
-    --------
-    >>> progress_enabled(False)
-    False
-    """
-    if show_progress is None:
-        return os.environ.get("LATECORE_PROGRESS", "1") != "0"
-    return show_progress
+    vectors: np.ndarray  # float32 (n_kept, dim), L2-normalised
+    input_ids: np.ndarray  # the text's ids, without batch padding
+    kept: np.ndarray  # positions in input_ids that vectors stand for
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def clean_text(text: str) -> str:
-    """Replace lone surrogates (which tokenizers cannot encode) with U+FFFD.
-
-    The cleaned text is what is both encoded and used in the cache key.
-
-    Examples
-    --------
-    >>> clean_text("ok") == "ok"
-    True
-    >>> clean_text("bad \\ud800 half")
-    'bad \\ufffd half'
-    >>> clean_text("\\ufffd\\ufffd\\ufffd \\udc00") == "\\ufffd\\ufffd\\ufffd \\ufffd"
-    True
-    """
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return _SURROGATE.sub("\ufffd", text)
-    return text
-
-
-class BaseEncoder(ABC):
-    """Shared machinery of every encoder; subclasses implement :meth:`_encode`.
-
-    Parameters
-    ----------
-    cache
-        Optional :class:`~latecore.cache.MultivectorCache` for document
-        multivectors. With a cache, returned document arrays are rounded to the
-        cache's storage dtype, so a hit and a miss return identical values.
-    batch_size
-        Texts per forward pass.
-    show_progress
-        Show a tqdm bar when encoding more than one batch; ``None`` follows the
-        ``LATECORE_PROGRESS`` environment variable (on unless it is ``0``).
-    """
-
-    def __init__(
-        self,
-        *,
-        cache: MultivectorCache | None = None,
-        batch_size: int = 32,
-        show_progress: bool | None = None,
-    ) -> None:
-        self._cache = cache
-        self.batch_size = check_positive(batch_size, "batch_size")
-        self.show_progress = progress_enabled(show_progress)
-        self._model_lock = threading.RLock()
-
-    @property
-    def cache(self) -> MultivectorCache | None:
-        """The document cache, if any (fixed at construction: it is part of the fingerprint)."""
-        return self._cache
-
-    def with_cache(self, cache: MultivectorCache | None) -> Self:
-        """A copy of this encoder that shares its model but uses ``cache``.
-
-        The copy has its own fingerprint (the storage dtype is part of it) and
-        shares the model lock, so calls stay serialised across copies.
-        """
-        clone = copy.copy(self)
-        clone._cache = cache
-        clone.__dict__.pop("fingerprint", None)
-        return clone
-
-    @property
-    def model_name(self) -> str:
-        """A readable name of the model, for logs, events and ``repr``."""
-        return type(self).__name__
-
-    @property
-    def storage_dtype(self) -> str:
-        """Precision of returned document vectors: the cache's dtype, else float32."""
-        return self._cache.dtype if self._cache is not None else "float32"
-
-    @abstractmethod
-    def _model_fingerprint_fields(self) -> dict[str, Any]:
-        """Every model-side setting that can change the vectors."""
-
-    @abstractmethod
-    def _encode(self, texts: list[str], *, is_query: bool) -> list[np.ndarray]:
-        """Run the model on non-empty ``texts``; called with the model lock held."""
-
-    @property
-    def fingerprint_fields(self) -> dict[str, Any]:
-        """What :attr:`fingerprint` is computed from."""
-        fields = dict(self._model_fingerprint_fields())
-        fields["storage_dtype"] = self.storage_dtype
-        fields["fingerprint_version"] = FINGERPRINT_VERSION
-        return fields
-
-    @cached_property
-    def fingerprint(self) -> str:
-        """SHA-256 of every setting that can change the vectors (see DESIGN §4).
-
-        Two encoders that could produce different vectors never share a fingerprint.
-        """
-        canonical = json.dumps(self.fingerprint_fields, sort_keys=True, ensure_ascii=True)
-        return hashlib.sha256(canonical.encode("ascii")).hexdigest()
-
-    def _run_model(self, texts: list[str], *, is_query: bool) -> list[np.ndarray]:
-        if not texts:
-            return []
-        with self._model_lock:
-            arrays = self._encode(texts, is_query=is_query)
-        return [np.ascontiguousarray(a, dtype=np.float32) for a in arrays]
-
-    def encode_queries(self, texts: Sequence[str]) -> list[np.ndarray]:
-        """Multivectors of queries, float32 ``(n_tokens, dim)`` each. Queries are not cached."""
-        cleaned = [clean_text(t) for t in check_texts(texts, "encode_queries")]
-        return self._run_model(cleaned, is_query=True)
-
-    def encode_documents(self, texts: Sequence[str]) -> list[np.ndarray]:
-        """Multivectors of documents, float32 ``(n_tokens, dim)`` each, through the cache.
-
-        Cache hits are not re-encoded; all misses (each distinct text once) are
-        encoded in one batched model call and written back.
-        """
-        cleaned = [clean_text(t) for t in check_texts(texts, "encode_documents")]
-        if self._cache is None:
-            unique = list(dict.fromkeys(cleaned))
-            encoded = dict(zip(unique, self._run_model(unique, is_query=False), strict=True))
-            return [encoded[t] for t in cleaned]
-        fingerprint = self.fingerprint
-        keys = [cache_key(fingerprint, "document", t) for t in cleaned]
-        stored = self._cache.get_many(keys)
-        result: list[np.ndarray | None] = [
-            None if a is None else a.astype(np.float32) for a in stored
-        ]
-        missing: dict[str, bytes] = {}
-        for text, key, array in zip(cleaned, keys, result, strict=True):
-            if array is None:
-                missing.setdefault(text, key)
-        if missing:
-            fresh = self._run_model(list(missing), is_query=False)
-            self._cache.put_many(list(missing.values()), fresh)
-            rounded = {
-                text: a.astype(self._cache.dtype).astype(np.float32)
-                for text, a in zip(missing, fresh, strict=True)
-            }
-            result = [rounded[t] if a is None else a for t, a in zip(cleaned, result, strict=True)]
-        return [a for a in result if a is not None]
-
-    def model_text(self, text: str) -> str:
-        """The exact string the model sees for ``text``: here, lone surrogates replaced.
-
-        Offsets into it are offsets into ``text`` (the replacement keeps the length).
-        """
-        return clean_text(text)
-
-    def token_spans(self, text: str, *, is_query: bool) -> list[tuple[str, Span | None]]:
-        """Each of ``text``'s vectors as ``(token, (start, end) or None)``, in order.
-
-        The hook behind the default :meth:`encode_with_tokens`: an encoder whose
-        ``_encode`` returns one vector per token it can name implements this for a
-        ``text`` already passed through :meth:`model_text`; a token without a span
-        counts as special.
-
-        Raises
-        ------
-        TypeError
-            Unless a subclass implements it: this encoder cannot say which token each
-            of its vectors stands for.
-        """
-        raise TypeError(
-            f"{type(self).__name__} cannot say which token each of its vectors stands for: "
-            "give it a token_spans(text, *, is_query) method returning one (token, (start, "
-            "end) or None) per vector, or override _encode_with_tokens"
+def _check_quantize(quantize: object, device: str | None) -> Quantize | None:
+    """``quantize`` if it is ``None`` or ``"int8"`` on a CPU device, else ``ValueError``."""
+    if quantize is None:
+        return None
+    if quantize != "int8":
+        raise ValueError(f"quantize must be None or 'int8', got {quantize!r}")
+    if device is not None and str(device).split(":")[0] != "cpu":
+        raise ValueError(
+            f"quantize='int8' runs on the CPU only (dynamic int8 kernels); got device={device!r}. "
+            "On a GPU use quantize=None, or pass device='cpu'."
         )
-
-    def encode_with_tokens(self, texts: Sequence[str], *, is_query: bool) -> list[TokenizedText]:
-        """The token-level view of ``texts`` that MaxSim scores: vectors, tokens, spans, flags.
-
-        Parameters
-        ----------
-        texts
-            Queries (``is_query=True``) or documents.
-        is_query
-            Encode as queries (marker, query length, expansion) or as documents.
-
-        Returns
-        -------
-        list of TokenizedText
-            One per text. ``vectors`` are those :meth:`encode_queries` or
-            :meth:`encode_documents` return for the text with this encoder's
-            settings (document vectors rounded to :attr:`storage_dtype`, as a cached
-            encoder returns them; the cache itself is neither read nor written).
-            Spans are offsets into the text.
-
-        Raises
-        ------
-        TypeError
-            If the encoder cannot say which token each vector stands for (see
-            :meth:`token_spans`).
-
-        Examples
-        --------
-        >>> from latecore.testing import FakeEncoder
-        >>> (doc,) = FakeEncoder(dim=8).encode_with_tokens(["Hi, you"], is_query=False)
-        >>> doc.vectors.shape, doc.tokens
-        ((4, 8), ('[D]', 'hi', ',', 'you'))
-        >>> [doc.text[slice(*span)] for span in doc.spans if span is not None]
-        ['Hi', ',', 'you']
-        >>> doc.special
-        (True, False, False, False)
-        """
-        cleaned = [self.model_text(t) for t in check_texts(texts, "encode_with_tokens")]
-        if not cleaned:
-            return []
-        with self._model_lock:
-            encoded = self._encode_with_tokens(cleaned, is_query=is_query)
-        storage = np.dtype(self.storage_dtype)
-        result = []
-        for item in encoded:
-            vectors = np.ascontiguousarray(item.vectors, dtype=np.float32)
-            if not is_query and storage != np.float32:
-                vectors = vectors.astype(storage).astype(np.float32)
-            result.append(replace(item, vectors=vectors))
-        return result
-
-    def _encode_with_tokens(self, texts: list[str], *, is_query: bool) -> list[TokenizedText]:
-        """:meth:`encode_with_tokens` of non-empty model texts; called with the model lock held.
-
-        This default labels the vectors of :meth:`_encode` with :meth:`token_spans`.
-        """
-        labels = [self.token_spans(text, is_query=is_query) for text in texts]
-        arrays = self._encode(texts, is_query=is_query)
-        result = []
-        for text, label, vectors in zip(texts, labels, arrays, strict=True):
-            if len(label) != len(vectors):
-                raise ValueError(
-                    f"{type(self).__name__}.token_spans gave {len(label)} tokens for "
-                    f"{len(vectors)} vectors; it must label every vector of the text"
-                )
-            result.append(
-                TokenizedText(
-                    text=text,
-                    vectors=vectors,
-                    tokens=tuple(token for token, _ in label),
-                    spans=tuple(span for _, span in label),
-                    special=tuple(span is None for _, span in label),
-                    expansion=(False,) * len(label),
-                )
-            )
-        return result
-
-    async def aencode_queries(self, texts: Sequence[str]) -> list[np.ndarray]:
-        """:meth:`encode_queries` in a worker thread, so the event loop is not blocked."""
-        return await asyncio.to_thread(self.encode_queries, texts)
-
-    async def aencode_documents(self, texts: Sequence[str]) -> list[np.ndarray]:
-        """:meth:`encode_documents` in a worker thread, so the event loop is not blocked."""
-        return await asyncio.to_thread(self.encode_documents, texts)
+    return "int8"
 
 
 def _package_versions() -> dict[str, str]:
@@ -373,7 +120,18 @@ class Encoder(BaseEncoder):
     cache
         Optional :class:`~latecore.cache.MultivectorCache` for documents.
     show_progress
-        Progress bar for large batches (see :class:`BaseEncoder`).
+        Progress bar (documents/s and time left) when more than one batch is
+        encoded (see :class:`BaseEncoder`).
+    quantize
+        ``"int8"``: run the transformer's linear layers in int8 (dynamic
+        quantization, CPU only; ``device`` defaults to ``"cpu"``). About 1.5-1.8x the
+        documents/s of float32 (MiniLM, 2 cores with VNNI), and vectors that differ
+        slightly, so it is part of the fingerprint: an int8 encoder never reads a
+        float32 encoder's cache entries. Queries and documents both use it. Its
+        activation scale is per batch, so a vector depends slightly on the texts
+        encoded with it (token cosine >= 0.98 alone vs in a batch; float32: equal
+        to ~1e-6). See :mod:`latecore._int8` for the scheme. ``None`` (default):
+        float32.
     revision
         Hub revision (branch, tag or commit) when ``model`` is a Hub id.
     trust_remote_code
@@ -396,8 +154,11 @@ class Encoder(BaseEncoder):
         revision: str | None = None,
         trust_remote_code: bool = False,
         allow_unsafe_checkpoint: bool = False,
+        quantize: Quantize | None = None,
     ) -> None:
         super().__init__(cache=cache, batch_size=batch_size, show_progress=show_progress)
+        self.quantize = _check_quantize(quantize, device)
+        self.quantize_scheme: dict[str, Any] | None = None
         self._truncation_warned: set[int] = set()  # query lengths already warned about
         model = resolve_model(model)
         self.info: CheckpointInfo = inspect_checkpoint(
@@ -455,7 +216,7 @@ class Encoder(BaseEncoder):
         from pylate.models.Dense import Dense
 
         if device is None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+            device = "cuda" if torch.cuda.is_available() and not self.quantize else "cpu"
         try:
             with quiet_load(self.show_progress), warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)
@@ -483,6 +244,11 @@ class Encoder(BaseEncoder):
                 with torch.no_grad():
                     embeddings[original_rows:] = embeddings[:original_rows].mean(dim=0)
         model.eval()
+        if self.quantize == "int8":
+            from ._int8 import quantize_linear_layers
+
+            # The transformer only: the ColBERT projection is small and writes the vectors.
+            self.quantize_scheme = quantize_linear_layers(model[0])
         return model
 
     @property
@@ -520,6 +286,8 @@ class Encoder(BaseEncoder):
             "parameter_dtype": str(next(m.parameters()).dtype),
             "max_chars": self.max_chars,
             "versions": _package_versions(),
+            # Only when set, so that float32 fingerprints (and caches) stay as they were.
+            **({"quantize": self.quantize_scheme} if self.quantize else {}),
         }
 
     def describe(self) -> dict[str, Any]:
@@ -540,13 +308,18 @@ class Encoder(BaseEncoder):
             "do_query_expansion": m.do_query_expansion,
             "dim": self.dim,
             "device": str(m.device),
+            "quantize": self.quantize,
+            "quantize_scheme": self.quantize_scheme,
             "storage_dtype": self.storage_dtype,
             "remote_code": self.trust_remote_code and self.info.needs_remote_code,
             "fingerprint": self.fingerprint,
         }
 
     def __repr__(self) -> str:
-        return f"Encoder({self.info.model_id!r}, dim={self.dim}, zero_shot={self.zero_shot})"
+        quantize = f", quantize={self.quantize!r}" if self.quantize else ""
+        return (
+            f"Encoder({self.info.model_id!r}, dim={self.dim}, zero_shot={self.zero_shot}{quantize})"
+        )
 
     @property
     def max_chars(self) -> int:
@@ -607,32 +380,21 @@ class Encoder(BaseEncoder):
     def _encode_with_tokens(self, texts: list[str], *, is_query: bool) -> list[TokenizedText]:
         if is_query:
             self._warn_truncated_queries(texts)
-        model = self.model
-        out: dict[str, Any] = model.encode(  # type: ignore[assignment]
-            texts,
-            is_query=is_query,
-            batch_size=self.batch_size,
-            output_value=None,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
-        tokenizer = model.tokenizer
-        prefix_id = model.query_prefix_id if is_query else model.document_prefix_id
+        tokenizer = self.model.tokenizer
+        prefix_id = self.model.query_prefix_id if is_query else self.model.document_prefix_id
         special_ids = set(tokenizer.all_special_ids)
         if prefix_id is not None:
             special_ids.add(prefix_id)
         result = []
-        for text, input_ids, mask, embeddings in zip(
-            texts, out["input_ids"], out["masks"], out["token_embeddings"], strict=True
-        ):
-            ids = [int(i) for i in input_ids]
+        for text, row in zip(texts, self._forward(texts, is_query=is_query), strict=True):
+            ids = row.input_ids.tolist()
             spans, n_real = self._token_offsets(text, ids, is_query=is_query)
             tokens = tokenizer.convert_ids_to_tokens(ids)
-            kept = np.flatnonzero(np.asarray(mask, dtype=bool)).tolist()
+            kept = row.kept.tolist()
             result.append(
                 TokenizedText(
                     text=text,
-                    vectors=np.asarray(embeddings, dtype=np.float32)[kept],
+                    vectors=row.vectors,
                     tokens=tuple(tokens[p] for p in kept),
                     spans=tuple(spans[p] for p in kept),
                     special=tuple(p < n_real and ids[p] in special_ids for p in kept),
@@ -640,6 +402,87 @@ class Encoder(BaseEncoder):
                 )
             )
         return result
+
+    def _forward(self, texts: list[str], *, is_query: bool) -> list[_Row]:
+        """The model's vectors for ``texts``, run in length-sorted batches; in input order.
+
+        Texts are tokenized once per :data:`SORT_WINDOW`, sorted by token count
+        and cut into batches of :attr:`batch_size`, each padded only to its own
+        longest text, so a short text is not padded to a long neighbour (and its
+        vectors depend on its neighbours only through the kernels' rounding).
+        Tokenization, prefixes, prompts, lengths, the skiplist and normalisation
+        are pylate's (``ColBERT.tokenize``, the module stack, the masks of
+        ``ColBERT.encode``); per batch there is one forward pass, one mask, one
+        normalisation and one copy to numpy. Each row also carries its input ids
+        (without batch padding) and the positions its vectors stand for. Called
+        with the model lock held.
+        """
+        import torch
+        from tqdm.auto import tqdm
+
+        model = self.model
+        name = model.default_prompt_name
+        prompt = (model.prompts.get(name) if name is not None else None) or ""
+        if prompt:
+            texts = [prompt + text for text in texts]
+        expand = is_query and bool(model.do_query_expansion)
+        skiplist = torch.tensor(
+            [] if is_query else sorted({int(i) for i in model.skiplist if i is not None}),
+            dtype=torch.long,
+        )
+        # A zero-shot model's projection is the identity latecore installed: skipping it
+        # gives the same floats without a (tokens x hidden x hidden) matrix product.
+        modules = list(model)[: -1 if self.zero_shot else None]
+        rows: list[_Row | None] = [None] * len(texts)
+        with (
+            tqdm(
+                total=len(texts),
+                desc=f"Encoding {'queries' if is_query else 'documents'}",
+                unit="query" if is_query else "doc",
+                disable=not (self.show_progress and len(texts) > self.batch_size),
+            ) as bar,
+            torch.inference_mode(),
+        ):
+            for start in range(0, len(texts), SORT_WINDOW):
+                window = model.tokenize(texts[start : start + SORT_WINDOW], is_query=is_query)
+                tensors = {k: v for k, v in window.items() if isinstance(v, torch.Tensor)}
+                width = tensors["input_ids"].shape[1]
+                # Expansion pads every query to query_length: those [MASK] tokens are real.
+                lengths = (
+                    torch.full((len(tensors["input_ids"]),), width)
+                    if expand
+                    else tensors["attention_mask"].sum(dim=1)
+                )
+                order = torch.argsort(lengths, descending=True, stable=True)
+                for first in range(0, len(order), self.batch_size):
+                    picked = order[first : first + self.batch_size]
+                    longest = int(lengths[picked].max())
+                    batch = {
+                        k: v[picked, :longest].contiguous().to(model.device)
+                        for k, v in tensors.items()
+                    }
+                    mask = batch["attention_mask"].bool()
+                    if expand:
+                        mask = torch.ones_like(mask)
+                    elif not is_query and len(skiplist):
+                        mask &= ~torch.isin(batch["input_ids"], skiplist.to(mask.device))
+                    for module in modules:
+                        batch = module(batch)
+                    embeddings = batch["token_embeddings"]
+                    kept = torch.nn.functional.normalize(embeddings[mask], p=2, dim=1)
+                    masks = mask.cpu().numpy()
+                    pieces = np.split(
+                        kept.to("cpu", torch.float32).numpy(), np.cumsum(masks.sum(axis=1))[:-1]
+                    )
+                    input_ids = batch["input_ids"].cpu().numpy()
+                    for i, row in enumerate(picked.tolist()):
+                        rows[start + row] = _Row(
+                            pieces[i],
+                            input_ids[i, : int(lengths[row])],
+                            np.flatnonzero(masks[i]),
+                        )
+                    bar.update(len(picked))
+        return [row for row in rows if row is not None]
 
     def _token_offsets(
         self, text: str, input_ids: list[int], *, is_query: bool
@@ -700,16 +543,7 @@ class Encoder(BaseEncoder):
         texts = [self.model_text(t) for t in texts]
         if is_query:
             self._warn_truncated_queries(texts)
-        show = self.show_progress and len(texts) > self.batch_size
-        return list(
-            self.model.encode(
-                texts,
-                is_query=is_query,
-                batch_size=self.batch_size,
-                show_progress_bar=show,
-                convert_to_numpy=True,
-            )
-        )
+        return [row.vectors for row in self._forward(texts, is_query=is_query)]
 
 
 def load_encoder(

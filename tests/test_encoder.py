@@ -126,15 +126,17 @@ def test_bad_input_types_are_rejected(fake_encoder: FakeEncoder) -> None:
 
 
 def _count_forward(encoder: Encoder, monkeypatch: pytest.MonkeyPatch) -> Callable[[], int]:
+    """Count forward passes of the transformer (the model's first module)."""
     calls = 0
-    original = encoder.model.forward
+    transformer = encoder.model[0]
+    original = transformer.forward
 
     def counting_forward(*args: object, **kwargs: object) -> object:
         nonlocal calls
         calls += 1
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(encoder.model, "forward", counting_forward)
+    monkeypatch.setattr(transformer, "forward", counting_forward)
     return lambda: calls
 
 
