@@ -423,13 +423,21 @@ class LateInteractionHybridRetriever(LateSearchRetriever):
         from langchain_core.output_parsers import StrOutputParser
         from langchain_core.runnables import RunnablePassthrough
 
-        chain = (
-            {"context": retriever | format_docs, "question": RunnablePassthrough()}
-            | prompt  # prompt, llm and format_docs as in LateSearchRetriever's example
+        def cite(docs):  # each passage with its id, and why it was retrieved
+            return "\n\n".join(
+                f"[{d.id}] (bm25 #{d.metadata['bm25_rank']}, "
+                f"colbert #{d.metadata['colbert_rank']}) {d.page_content}"
+                for d in docs
+            )
+
+
+        answer = (
+            {"context": retriever | cite, "question": RunnablePassthrough()}
+            | prompt  # prompt and llm as in LateSearchRetriever's example
             | llm
             | StrOutputParser()
         )
-        chain.invoke("what does error E1234 mean")
+        answer.invoke("what does error E1234 mean")
         ```
     """
 
