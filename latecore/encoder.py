@@ -369,6 +369,12 @@ class Encoder(BaseEncoder):
             stacklevel=4,
         )
 
+    @property
+    def _prompt(self) -> str:
+        """The default prompt pylate prepends to every text (``""`` for none)."""
+        name = self.model.default_prompt_name
+        return (self.model.prompts.get(name) if name is not None else None) or ""
+
     def token_spans(self, text: str, *, is_query: bool) -> list[tuple[str, Span | None]]:
         """Each of ``text``'s vectors as ``(token, (start, end) or None)``: runs the model.
 
@@ -421,10 +427,8 @@ class Encoder(BaseEncoder):
         from tqdm.auto import tqdm
 
         model = self.model
-        name = model.default_prompt_name
-        prompt = (model.prompts.get(name) if name is not None else None) or ""
-        if prompt:
-            texts = [prompt + text for text in texts]
+        if self._prompt:
+            texts = [self._prompt + text for text in texts]
         expand = is_query and bool(model.do_query_expansion)
         skiplist = torch.tensor(
             [] if is_query else sorted({int(i) for i in model.skiplist if i is not None}),
@@ -505,8 +509,7 @@ class Encoder(BaseEncoder):
             raise TypeError(
                 f"token offsets need a fast (Rust) tokenizer; {type(tokenizer).__name__} is not one"
             )
-        name = model.default_prompt_name
-        prompt = (model.prompts.get(name) if name is not None else None) or ""
+        prompt = self._prompt
         seen = prompt + text
         lead = len(seen) - len(seen.lstrip())
         body = seen.strip()
