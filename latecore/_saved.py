@@ -15,18 +15,25 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from .engine_store import EngineStore
 from .errors import FingerprintMismatchError, IndexFormatError
-from .store import STORES, DocumentStore
+from .store import DocumentStore, MemoryStore
 
 if TYPE_CHECKING:
     from .backends import Backend
     from .encoder import BaseEncoder
 
-__all__ = ["MANIFEST", "SavedIndex", "is_saved_index", "read_index", "write_index"]
+__all__ = ["MANIFEST", "STORES", "SavedIndex", "is_saved_index", "read_index", "write_index"]
 
 FORMAT = "latecore.LateIndex"
 FORMAT_VERSION = 1
 MANIFEST = "latecore-index.json"
+
+STORES: dict[str, type[DocumentStore]] = {
+    MemoryStore.name: MemoryStore,
+    EngineStore.name: EngineStore,
+}
+"""Store name (as saved in a manifest) -> class."""
 
 
 class SavedIndex(NamedTuple):

@@ -13,7 +13,7 @@ import os
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -22,6 +22,7 @@ from ._saved import is_saved_index, read_index, write_index
 from ._validation import StorageDtype, check_count
 from .backends import Backend, SavedState, make_backend, reopen_backend
 from .encoder import BaseEncoder
+from .engine_store import EngineStore
 from .results import SearchHit
 from .searcher import Searcher, check_documents, check_ids, check_queries
 from .store import DocumentStore, MemoryStore, StoreView, check_vectors
@@ -51,6 +52,11 @@ class LateIndex(Searcher[SearchHit]):
     store
         The :class:`~latecore.store.DocumentStore` to keep documents in (it may
         already hold documents); default a new :class:`~latecore.store.MemoryStore`.
+    vectors
+        Where token vectors live: ``"local"`` (default: in the store, fast exact
+        re-scoring) or ``"engine"`` (only in the backend's engine, e.g. a Qdrant
+        cluster: no local copy; re-scoring and :meth:`score` fetch the vectors
+        they need; see :class:`~latecore.engine_store.EngineStore`).
     **backend_options
         Passed to the backend: see :class:`~latecore.backends.plaid.PlaidBackend`
         and :class:`~latecore.backends.qdrant.QdrantBackend`.
@@ -76,10 +82,19 @@ class LateIndex(Searcher[SearchHit]):
         dtype: StorageDtype = "float16",
         backend: str | Backend = "exact",
         store: DocumentStore | None = None,
+        vectors: Literal["local", "engine"] = "local",
         **backend_options: Any,
     ) -> None:
+        if vectors not in ("local", "engine"):
+            raise ValueError(f"vectors must be 'local' or 'engine', got {vectors!r}")
+        chosen = make_backend(backend, **backend_options)
+        if vectors == "engine":
+            if store is not None:
+                chosen.close()
+                raise ValueError("pass either store= or vectors='engine', not both")
+            store = EngineStore(dtype)
         store = MemoryStore(dtype) if store is None else store
-        self._setup(encoder, store, make_backend(backend, **backend_options), None)
+        self._setup(encoder, store, chosen, None)
 
     def _setup(
         self,
@@ -88,6 +103,14 @@ class LateIndex(Searcher[SearchHit]):
         backend: Backend,
         saved: SavedState | None,
     ) -> None:
+        if isinstance(store, EngineStore):
+            if not backend.serves_vectors:
+                backend.close()
+                raise ValueError(
+                    f"the {backend.name!r} backend cannot hold the token vectors; "
+                    "vectors='engine' needs backend='qdrant'"
+                )
+            store.connect(backend.fetch_vectors)
         self.encoder = encoder
         self._store = store
         self._lock = threading.RLock()

@@ -51,13 +51,14 @@ from .errors import IndexFormatError
 from .maxsim import PackedDocuments, top_k
 
 __all__ = [
-    "STORES",
+    "DocumentRecords",
     "DocumentStore",
     "MemoryStore",
     "Ranking",
     "StoreView",
     "StoredDocument",
     "check_vectors",
+    "load_records",
 ]
 
 VECTORS_FILE = "vectors.npy"
@@ -279,6 +280,99 @@ def check_vectors(vectors: Sequence[np.ndarray], dim: int = 0) -> int:
     return dims.pop() if dims else dim
 
 
+class DocumentRecords:
+    """Ids, texts and metadata in position order: the part every store keeps locally.
+
+    The lists are replaced, never changed in place, so a sequence handed out
+    earlier stays what it was.
+
+    Examples
+    --------
+    >>> records = DocumentRecords()
+    >>> records.append(["a", "b"], ["first", "second"], [{}, {"n": 2}])
+    >>> records.ids, records.find("b")
+    (['a', 'b'], 1)
+    >>> records.keep(np.array([False, True])); records.ids, records.find("b")
+    (['b'], 0)
+    """
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.texts: list[str] = []
+        self.metadatas: list[dict[str, Any]] = []
+        self._positions: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def find(self, doc_id: str) -> int | None:
+        """Position of ``doc_id``, or ``None``."""
+        return self._positions.get(doc_id)
+
+    def positions_of(self, ids: Sequence[str]) -> set[int]:
+        """Positions of those ``ids`` that are stored."""
+        return {p for i in ids if (p := self._positions.get(i)) is not None}
+
+    def documents(self, positions: Sequence[int] | np.ndarray) -> list[StoredDocument]:
+        """The records at ``positions``."""
+        return [
+            StoredDocument(self.ids[p], self.texts[p], self.metadatas[p])
+            for p in np.asarray(positions, dtype=np.int64).tolist()
+        ]
+
+    def append(
+        self, ids: Sequence[str], texts: Sequence[str], metadatas: Sequence[Mapping[str, Any]]
+    ) -> None:
+        """Add records at the end (ids not stored yet)."""
+        first = len(self.ids)
+        self.ids = [*self.ids, *(str(i) for i in ids)]
+        self.texts = [*self.texts, *texts]
+        self.metadatas = [*self.metadatas, *(dict(m) for m in metadatas)]
+        positions = dict(self._positions)
+        positions.update((doc_id, first + n) for n, doc_id in enumerate(ids))
+        self._positions = positions
+
+    def keep(self, mask: np.ndarray) -> None:
+        """Keep the records where ``mask`` is true (positions are renumbered)."""
+        self.ids = [d for d, k in zip(self.ids, mask, strict=True) if k]
+        self.texts = [t for t, k in zip(self.texts, mask, strict=True) if k]
+        self.metadatas = [m for m, k in zip(self.metadatas, mask, strict=True) if k]
+        self._positions = {doc_id: p for p, doc_id in enumerate(self.ids)}
+
+    def save(self, path: Path) -> None:
+        """Write the records as JSON lines.
+
+        Raises
+        ------
+        TypeError
+            If a metadata value is not JSON-serialisable (nothing is written then).
+        """
+        try:
+            lines = [
+                json.dumps({"id": i, "text": t, "metadata": m}, ensure_ascii=False) + "\n"
+                for i, t, m in zip(self.ids, self.texts, self.metadatas, strict=True)
+            ]
+        except TypeError as error:
+            raise TypeError(f"metadata must be JSON-serialisable to save: {error}") from error
+        with open(path, "w", encoding="utf-8") as f:
+            f.writelines(lines)
+
+    @classmethod
+    def load(cls, path: Path) -> DocumentRecords:
+        """Read records written by :meth:`save` (``OSError``/``ValueError`` if damaged)."""
+        with open(path, encoding="utf-8") as f:
+            lines = [json.loads(line) for line in f if line.strip()]
+        records = cls()
+        records.append(
+            [str(r["id"]) for r in lines],
+            [r["text"] for r in lines],
+            [r.get("metadata") or {} for r in lines],
+        )
+        if len(records._positions) != len(records.ids):
+            raise ValueError("an id appears twice")
+        return records
+
+
 class MemoryStore(DocumentStore):
     """Documents and their token vectors in memory, vectors packed in one matrix.
 
@@ -298,16 +392,13 @@ class MemoryStore(DocumentStore):
 
     def __init__(self, dtype: StorageDtype = "float16") -> None:
         self._dtype = np.dtype(check_dtype(dtype))
-        self._ids: list[str] = []
-        self._texts: list[str] = []
-        self._metadatas: list[dict[str, Any]] = []
-        self._positions: dict[str, int] = {}
+        self._records = DocumentRecords()
         self._offsets = np.zeros(1, dtype=np.int64)
         self._matrix = np.zeros((0, 0), dtype=self._dtype)
         self._packed: PackedDocuments | None = None
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return len(self._records)
 
     def __repr__(self) -> str:
         return f"MemoryStore({len(self)} documents, {self.n_tokens} token vectors, {self.dtype})"
@@ -315,7 +406,7 @@ class MemoryStore(DocumentStore):
     @property
     def ids(self) -> Sequence[str]:
         """Ids in position order (a snapshot: the list is replaced, never changed)."""
-        return self._ids
+        return self._records.ids
 
     @property
     def dim(self) -> int:
@@ -339,14 +430,11 @@ class MemoryStore(DocumentStore):
 
     def find(self, doc_id: str) -> int | None:
         """Position of ``doc_id``, or ``None``."""
-        return self._positions.get(doc_id)
+        return self._records.find(doc_id)
 
     def documents(self, positions: Sequence[int] | np.ndarray) -> list[StoredDocument]:
         """The stored documents at ``positions``."""
-        return [
-            StoredDocument(self._ids[p], self._texts[p], self._metadatas[p])
-            for p in np.asarray(positions, dtype=np.int64).tolist()
-        ]
+        return self._records.documents(positions)
 
     def vectors(self, positions: Sequence[int] | np.ndarray) -> list[np.ndarray]:
         """Views into the packed matrix (storage dtype)."""
@@ -380,7 +468,7 @@ class MemoryStore(DocumentStore):
             raise ValueError("ids, texts, metadatas and vectors must have the same length")
         arrays = [np.asarray(v) for v in vectors]
         dim = check_vectors(arrays, self.dim if len(self) else 0)
-        self.remove([i for i in ids if i in self._positions])
+        self.remove(ids)
         lengths = np.array([a.shape[0] for a in arrays], dtype=np.int64)
         start = self.n_tokens
         needed = start + int(lengths.sum())
@@ -395,30 +483,21 @@ class MemoryStore(DocumentStore):
             self._matrix[row : row + a.shape[0]] = a
             row += a.shape[0]
         self._offsets = np.concatenate([self._offsets, start + np.cumsum(lengths)])
-        first = len(self._ids)
-        self._ids = [*self._ids, *(str(i) for i in ids)]
-        self._texts = [*self._texts, *texts]
-        self._metadatas = [*self._metadatas, *(dict(m) for m in metadatas)]
-        positions = dict(self._positions)
-        positions.update((doc_id, first + n) for n, doc_id in enumerate(ids))
-        self._positions = positions
+        self._records.append(ids, texts, metadatas)
         self._packed = None
 
     def remove(self, ids: Sequence[str]) -> int:
         """Forget documents and compact the matrix; returns how many were removed."""
-        doomed = {p for i in ids if (p := self._positions.get(i)) is not None}
+        doomed = self._records.positions_of(ids)
         if not doomed:
             return 0
-        keep = np.ones(len(self._ids), dtype=bool)
+        keep = np.ones(len(self), dtype=bool)
         keep[list(doomed)] = False
         lengths = np.diff(self._offsets)
         kept_tokens = np.repeat(keep, lengths)
         self._matrix = np.ascontiguousarray(self._matrix[: self.n_tokens][kept_tokens])
         self._offsets = np.concatenate([[0], np.cumsum(lengths[keep])]).astype(np.int64)
-        self._ids = [d for d, k in zip(self._ids, keep, strict=True) if k]
-        self._texts = [t for t, k in zip(self._texts, keep, strict=True) if k]
-        self._metadatas = [m for m, k in zip(self._metadatas, keep, strict=True) if k]
-        self._positions = {doc_id: p for p, doc_id in enumerate(self._ids)}
+        self._records.keep(keep)
         self._packed = None
         return len(doomed)
 
@@ -430,49 +509,47 @@ class MemoryStore(DocumentStore):
         TypeError
             If a metadata value is not JSON-serialisable (nothing is written then).
         """
-        try:
-            lines = [
-                json.dumps({"id": i, "text": t, "metadata": m}, ensure_ascii=False) + "\n"
-                for i, t, m in zip(self._ids, self._texts, self._metadatas, strict=True)
-            ]
-        except TypeError as error:
-            raise TypeError(f"metadata must be JSON-serialisable to save: {error}") from error
+        self._records.save(directory / DOCUMENTS_FILE)
         np.save(directory / VECTORS_FILE, self._matrix[: self.n_tokens], allow_pickle=False)
         np.save(directory / LENGTHS_FILE, np.diff(self._offsets), allow_pickle=False)
-        with open(directory / DOCUMENTS_FILE, "w", encoding="utf-8") as f:
-            f.writelines(lines)
         return {"name": self.name, "dtype": self._dtype.name, "count": len(self)}
 
     @classmethod
     def load(cls, directory: Path, entry: Mapping[str, Any]) -> MemoryStore:
         """Read the files :meth:`save` wrote."""
         store = cls(entry.get("dtype", "float16"))
+        records, lengths = load_records(directory, entry)
         try:
             matrix = np.load(directory / VECTORS_FILE, allow_pickle=False)
-            lengths = np.load(directory / LENGTHS_FILE, allow_pickle=False).astype(np.int64)
-            with open(directory / DOCUMENTS_FILE, encoding="utf-8") as f:
-                records = [json.loads(line) for line in f if line.strip()]
         except (OSError, ValueError) as error:
             raise IndexFormatError(f"{directory} is damaged: {error}") from error
-        if (
-            len(records) != len(lengths)
-            or int(lengths.sum()) != matrix.shape[0]
-            or ("count" in entry and entry["count"] != len(records))
-            or (len(lengths) and lengths.min() < 1)
-        ):
+        if int(lengths.sum()) != matrix.shape[0]:
             raise IndexFormatError(f"{directory} is damaged: vectors and documents disagree")
         store._matrix = np.ascontiguousarray(matrix, dtype=store._dtype)
         if store._matrix.ndim != 2:
             raise IndexFormatError(f"{directory} is damaged: vectors are not a 2-D matrix")
         store._offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        store._ids = [str(r["id"]) for r in records]
-        store._texts = [r["text"] for r in records]
-        store._metadatas = [r.get("metadata") or {} for r in records]
-        store._positions = {doc_id: p for p, doc_id in enumerate(store._ids)}
-        if len(store._positions) != len(store._ids):
-            raise IndexFormatError(f"{directory} is damaged: an id appears twice")
+        store._records = records
         return store
 
 
-STORES: dict[str, type[DocumentStore]] = {MemoryStore.name: MemoryStore}
-"""Store name (as saved in a manifest) -> class."""
+def load_records(directory: Path, entry: Mapping[str, Any]) -> tuple[DocumentRecords, np.ndarray]:
+    """The records and per-document token counts of a saved store, checked against each other.
+
+    Raises
+    ------
+    IndexFormatError
+        If the files are missing or damaged, or disagree with each other or ``entry``.
+    """
+    try:
+        lengths = np.load(directory / LENGTHS_FILE, allow_pickle=False).astype(np.int64)
+        records = DocumentRecords.load(directory / DOCUMENTS_FILE)
+    except (OSError, ValueError) as error:
+        raise IndexFormatError(f"{directory} is damaged: {error}") from error
+    if (
+        len(records) != len(lengths)
+        or ("count" in entry and entry["count"] != len(records))
+        or (len(lengths) and lengths.min() < 1)
+    ):
+        raise IndexFormatError(f"{directory} is damaged: vectors and documents disagree")
+    return records, lengths

@@ -53,6 +53,10 @@ class Backend(ABC):
     name: ClassVar[str]
     """The name passed as ``LateIndex(..., backend=name)``."""
 
+    serves_vectors: ClassVar[bool] = False
+    """Whether :meth:`fetch_vectors` works, so the index may keep its token vectors
+    in the engine only (``LateIndex(..., vectors="engine")``)."""
+
     @property
     def options(self) -> dict[str, Any]:
         """Settings worth saving with an index (JSON values; never secrets)."""
@@ -89,6 +93,17 @@ class Backend(ABC):
     @abstractmethod
     def search(self, store: StoreView, queries: Sequence[np.ndarray], k: int) -> list[Ranking]:
         """The best ``k`` documents of ``store`` for each query (``k >= 1``, store not empty)."""
+
+    def fetch_vectors(self, ids: Sequence[str]) -> list[np.ndarray]:
+        """The token vectors the engine holds for ``ids`` (every id is indexed), in that order.
+
+        Backends with :attr:`serves_vectors` implement it; with
+        ``vectors="engine"`` the index's store calls it for exact re-scoring,
+        :meth:`~latecore.index.LateIndex.score` and saving nothing locally. When the
+        store does not hold vectors (``store.holds_vectors`` is ``False``),
+        :meth:`attach` must not read them from the store to re-synchronise.
+        """
+        raise NotImplementedError(f"the {self.name!r} backend does not hold token vectors")
 
     def build(self, store: StoreView) -> None:  # noqa: B027
         """Build any search structure over ``store`` now (default: nothing to build)."""
