@@ -161,8 +161,14 @@ def interleaved_latency(
 
 
 def set_search_option(backend: Backend, key: str, value: int) -> None:
-    """Change one search setting of a built backend (for ``--sweep``)."""
-    backend.set_search_options(**{key: value})  # type: ignore[attr-defined]
+    """Change one search setting of a built backend (for ``--sweep``).
+
+    ``warp`` and ``qdrant`` keep their settings in one dict read at every search.
+    """
+    settings = backend._settings  # type: ignore[attr-defined]
+    if key not in settings:
+        raise KeyError(f"{backend.name} has no setting {key!r}: {sorted(settings)}")
+    settings[key] = value
 
 
 def worker(args: argparse.Namespace) -> None:

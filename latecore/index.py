@@ -115,7 +115,11 @@ class LateIndex(Searcher[SearchHit]):
         self._store = store
         self._lock = threading.RLock()
         self._backend = backend
-        backend.attach(store, saved)
+        try:
+            backend.attach(store, saved)
+        except BaseException:
+            backend.close()  # release its files, clients and locks now, not at exit
+            raise
 
     def __len__(self) -> int:
         return len(self._store)
@@ -284,6 +288,7 @@ class LateIndex(Searcher[SearchHit]):
         cls,
         path: str | os.PathLike[str],
         encoder: BaseEncoder,
+        /,
         *,
         backend: str | Backend | None = None,
         **backend_options: Any,

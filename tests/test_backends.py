@@ -1,4 +1,7 @@
-"""LateIndex backends: ``plaid`` and ``qdrant`` keep ``exact``'s API, rankings and scores."""
+"""LateIndex backends: ``plaid`` keeps ``exact``'s API, rankings and scores.
+
+The ``qdrant`` backend has its own module, ``test_backend_qdrant.py``.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +17,6 @@ import pytest
 from latecore import BaseEncoder, LateIndex
 from latecore.backends import Backend, make_backend
 from latecore.backends.plaid import PlaidBackend
-from latecore.backends.qdrant import QdrantBackend, point_id
 from latecore.testing import FakeEncoder
 
 WORDS = [f"w{i}" for i in range(400)]
@@ -57,11 +59,6 @@ def plaid_of(index: LateIndex) -> PlaidBackend:
     return index.backend
 
 
-def qdrant_of(index: LateIndex) -> QdrantBackend:
-    assert isinstance(index.backend, QdrantBackend)
-    return index.backend
-
-
 def make_corpus(n: int, seed: int) -> tuple[list[str], list[str]]:
     """``n`` random texts of 8-30 pseudo-words, and their ids."""
     rng = np.random.default_rng(seed)
@@ -89,12 +86,6 @@ def assert_same_hits(got: list, expected: list) -> None:
 # --- choosing a backend ---------------------------------------------------------------
 
 
-def test_backend_qdrant_without_client_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "qdrant_client", None)
-    with pytest.raises(ImportError, match=r"pip install 'latecore\[qdrant\]'"):
-        LateIndex(FakeEncoder(), backend="qdrant")
-
-
 def test_backend_unknown_name_or_options_with_an_instance_are_refused() -> None:
     with pytest.raises(ValueError, match="unknown backend 'faiss'"):
         LateIndex(FakeEncoder(), backend="faiss")
@@ -113,84 +104,6 @@ def test_backend_modules_stay_out_of_import_latecore() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
-
-
-# --- qdrant ----------------------------------------------------------------------------
-
-
-def test_qdrant_gives_exact_top10_and_its_own_scores_agree_to_1e3(encoder: WordEncoder) -> None:
-    texts, ids = make_corpus(600, seed=1)
-    queries = make_queries(texts, 12, seed=2)
-    metadatas = [{"i": i} for i in range(len(texts))]
-    exact = LateIndex(encoder)
-    exact.add(texts, ids=ids, metadatas=metadatas)
-    with (
-        LateIndex(encoder, backend="qdrant", collection_name="a") as rescored,
-        LateIndex(encoder, backend="qdrant", collection_name="b", rescore=False) as raw,
-    ):
-        for index in (rescored, raw):
-            index.add(texts, ids=ids, metadatas=metadatas)
-        expected = exact.search_batch(queries, k=10)
-        for got, want in zip(rescored.search_batch(queries, k=10), expected, strict=True):
-            assert_same_hits(got, want)
-        for got, want in zip(raw.search_batch(queries, k=10), expected, strict=True):
-            assert [h.id for h in got] == [h.id for h in want]
-            # Qdrant's own MaxSim over float16 vectors: equal to ~1e-3, not bit for bit.
-            assert [h.score for h in got] == pytest.approx([h.score for h in want], abs=1e-3)
-
-
-def test_qdrant_add_delete_save_load_and_resync(encoder: WordEncoder, tmp_path: Path) -> None:
-    texts, ids = make_corpus(200, seed=3)
-    where = {"path": tmp_path / "qdrant", "collection_name": "docs"}
-    index = LateIndex(encoder, backend="qdrant", **where)  # type: ignore[arg-type]
-    index.add(texts, ids=ids, metadatas=[{"i": i} for i in range(len(texts))])
-    client = qdrant_of(index).client
-    assert client.count("docs").count == 200
-    # Point ids are UUID5s of the latecore ids; the original id travels in the payload.
-    (point,) = client.retrieve("docs", ids=[point_id(ids[7])], with_payload=True)
-    assert point.payload["latecore_id"] == ids[7] and point.payload["text"] == texts[7]
-    assert point.payload["metadata"] == {"i": 7}
-
-    assert index.delete([ids[0], "unknown"]) == 1
-    index.add(["w1 w2 w3 replaced"], ids=[ids[1]])
-    assert client.count("docs").count == 199
-    assert all(h.id != ids[0] for h in index.search(texts[0], k=10))
-    assert index.search("w1 w2 w3 replaced", k=1)[0].id == ids[1]
-
-    queries = make_queries(texts, 6, seed=4)
-    before = index.search_batch(queries, k=10)
-    index.save(tmp_path / "saved")
-    manifest = (tmp_path / "saved" / "latecore-index.json").read_text()
-    assert '"qdrant"' in manifest and str(tmp_path / "qdrant") in manifest
-    assert "api_key" not in manifest
-    index.close()  # embedded storage allows one client per directory
-
-    with pytest.raises(ValueError, match="already holds 199 points"):
-        LateIndex(encoder, backend="qdrant", **where)  # type: ignore[arg-type]
-
-    loaded = LateIndex.load(tmp_path / "saved", encoder)
-    assert loaded.backend.name == "qdrant" and len(loaded) == 199
-    for got, want in zip(loaded.search_batch(queries, k=10), before, strict=True):
-        assert_same_hits(got, want)
-    # The collection belongs to the index: a point lost behind its back is put back on load.
-    qdrant_of(loaded).client.delete("docs", points_selector=[point_id(ids[5])], wait=True)
-    loaded.close()
-    reloaded = LateIndex.load(tmp_path / "saved", encoder)
-    assert qdrant_of(reloaded).client.count("docs").count == 199
-    assert reloaded.search(texts[5], k=1)[0].id == ids[5]
-    reloaded.close()
-    # A connection given to load replaces the saved one (the new collection is filled).
-    with LateIndex.load(tmp_path / "saved", encoder, location=":memory:") as moved:
-        assert "path" not in qdrant_of(moved).options
-        assert qdrant_of(moved).client.count("docs").count == 199
-        for got, want in zip(moved.search_batch(queries, k=10), before, strict=True):
-            assert_same_hits(got, want)
-    # Loading with another backend indexes the same documents anew.
-    as_exact = LateIndex.load(tmp_path / "saved", encoder, backend="exact")
-    for got, want in zip(as_exact.search_batch(queries, k=10), before, strict=True):
-        assert_same_hits(got, want)
-    with LateIndex(encoder, backend="qdrant", recreate=True, **where) as fresh:  # type: ignore[arg-type]
-        assert len(fresh) == 0 and not qdrant_of(fresh).client.collection_exists("docs")
 
 
 # --- plaid ------------------------------------------------------------------------------

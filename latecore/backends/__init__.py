@@ -1,9 +1,9 @@
-"""Search backends of :class:`~latecore.index.LateIndex`: ``exact``, ``plaid``, ``qdrant``.
+"""Search backends of :class:`~latecore.index.LateIndex`: exact, warp, plaid, qdrant.
 
-``LateIndex(encoder, backend="plaid", **options)`` picks one; the API and the
+``LateIndex(encoder, backend="warp", **options)`` picks one; the API and the
 scores stay those of ``exact`` (see :mod:`latecore.backends.base`). The
-``plaid`` and ``qdrant`` modules are imported only when chosen, so
-``import latecore`` never loads fast-plaid, torch or qdrant-client.
+``warp``, ``plaid`` and ``qdrant`` modules are imported only when chosen, so
+``import latecore`` never loads xtr-warp-rs, fast-plaid, torch or qdrant-client.
 
 Examples
 --------
@@ -13,7 +13,7 @@ Examples
 >>> make_backend("faiss")
 Traceback (most recent call last):
 ...
-ValueError: unknown backend 'faiss'; choose one of: exact, plaid, qdrant
+ValueError: unknown backend 'faiss'; choose one of: exact, plaid, qdrant, warp
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ BACKENDS: dict[str, str] = {
     "exact": "latecore.backends.exact:ExactBackend",
     "plaid": "latecore.backends.plaid:PlaidBackend",
     "qdrant": "latecore.backends.qdrant:QdrantBackend",
+    "warp": "latecore.backends.warp:WarpBackend",
 }
 """Backend name -> ``module:class``, imported on first use."""
 

@@ -1,0 +1,640 @@
+"""The ``warp`` backend: WARP candidates (xtr-warp-rs), exact MaxSim re-scoring.
+
+WARP (Scheerer et al., 2025) is a PLAID-style engine for late interaction:
+k-means centroids over the token vectors, each token stored as a centroid id
+plus a few-bit residual, and queries answered from the clusters nearest to
+their tokens. Its own scores are approximate (not MaxSim), so latecore uses it
+only to pick candidates: the best ``n_candidates`` WARP results of a query are
+re-scored by exact MaxSim over the vectors the LateIndex stores, and the
+returned scores equal ``exact``'s for those documents.
+
+Life cycle:
+
+- below ``build_min`` documents (or 1,024 token vectors) nothing is built:
+  every search is exact;
+- the first search at or past ``build_min`` documents (or
+  :meth:`~latecore.index.LateIndex.build`) builds a WARP index of every stored
+  document (k-means dominates the time: see ``num_partitions``);
+- after that, new documents go to WARP's incremental ``add`` (they keep the
+  centroids of the build), replaced ones to its in-place ``update`` and deleted
+  ones become tombstones (WARP compacts itself past ``compact_threshold``);
+- documents WARP does not hold (before the first build, or after a failed
+  ``add``) are *pending*: each query scores them exactly and merges them in,
+  so none is ever missing from results;
+- once the index holds ``rebuild_growth`` times the documents of the last
+  build, or more than ``build_min`` are pending, the next search rebuilds.
+
+The index lives in ``index_folder`` (default: a temporary directory removed by
+:meth:`WarpBackend.close` or at exit). :meth:`~latecore.index.LateIndex.save`
+copies it to ``warp/`` in the saved directory, with the passage-id -> latecore-id
+mapping as JSON; :meth:`~latecore.index.LateIndex.load` searches that copy in
+place and copies it to ``index_folder`` before its first change, so a saved
+directory is never modified. xtr-warp-rs writes ``.npy`` arrays and JSON;
+latecore gives it no metadata (so no ``metadata.duckdb``) and pickles nothing.
+
+Requires ``pip install 'latecore[warp]'`` (xtr-warp-rs; imported only when the
+backend is chosen).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import shutil
+import tempfile
+import threading
+import uuid
+import weakref
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .._validation import check_count, check_optional_count, check_positive
+from ..base_encoder import progress_enabled
+from ..store import StoreView
+from .base import Backend, Ranking, SavedState
+from .exact import ExactBackend
+
+if TYPE_CHECKING:
+    import torch
+    from xtr_warp.search import XTRWarp
+
+__all__ = ["WarpBackend", "default_partitions"]
+
+logger = logging.getLogger(__name__)
+
+_INDEX_DIR = "warp"
+_IDS_FILE = "warp-ids.json"
+_POINTS_PER_CENTROID = 64
+"""Token vectors per centroid that the default k-means document sample aims at."""
+_NO_CENTROID_GROWTH = 2**62
+"""``min_outliers`` for WARP's ``add``: its centroid expansion leaves an index that
+finds nothing until compacted (xtr-warp-rs 2.1.0.2110), so it is never triggered."""
+_MIN_BUILD_TOKENS = 1024
+"""No WARP index over fewer token vectors: xtr-warp-rs' residual codec training
+panics on a handful, and scoring so few exactly takes microseconds."""
+_WARP_LOGGERS = ("search", "kmeans", "index_maintenance", "device_planner", "filtering")
+
+
+def _import_xtr_warp() -> type[XTRWarp]:
+    """``XTRWarp``, without the root logging handler ``xtr_warp.search`` installs on import."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        import xtr_warp  # noqa: F401  (a missing package fails here, even if .search was cached)
+        from xtr_warp.search import XTRWarp
+    except ImportError as error:
+        raise ImportError(
+            "the 'warp' backend needs xtr-warp-rs, which is not installed: "
+            "pip install 'latecore[warp]'"
+        ) from error
+    finally:
+        for handler in [h for h in root.handlers if h not in handlers]:
+            root.removeHandler(handler)
+        root.setLevel(level)
+    return XTRWarp
+
+
+class _WarpChatter(logging.Filter):
+    """One thread's xtr-warp notes (k-means plan, compaction) to latecore's log at DEBUG."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.thread = threading.get_ident()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.thread != self.thread or record.levelno >= logging.ERROR:
+            return True
+        logger.debug("%s: %s", record.name, record.getMessage())
+        return False
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    chatter = _WarpChatter()
+    loggers = [logging.getLogger(f"xtr_warp.{name}") for name in _WARP_LOGGERS]
+    for each in loggers:
+        each.addFilter(chatter)
+    try:
+        yield
+    finally:
+        for each in loggers:
+            each.removeFilter(chatter)
+
+
+def _engine_failed(error: BaseException) -> bool:
+    """Whether ``error`` is an engine failure (a Rust panic is a ``BaseException``)."""
+    return not isinstance(error, (KeyboardInterrupt, SystemExit, GeneratorExit))
+
+
+def _remove_tree(path: Path | None) -> None:
+    if path is not None:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def default_partitions(n_tokens: int) -> int:
+    """The default number of WARP centroids for ``n_tokens`` token vectors.
+
+    ``2 ** floor(log2(4 * sqrt(n_tokens)))``: a quarter of xtr-warp-rs' own
+    default, which builds about four times faster at a small cost in recall
+    (8,192 centroids for 8M tokens, about 100k passages).
+
+    Examples
+    --------
+    >>> default_partitions(8_000_000), default_partitions(8_000), default_partitions(1)
+    (8192, 256, 4)
+    """
+    return 2 ** math.floor(math.log2(4 * math.sqrt(max(n_tokens, 1))))
+
+
+def _kmeans_plan(
+    lengths: np.ndarray, num_partitions: int | None, n_samples: int | None
+) -> tuple[int, int]:
+    """``(num_partitions, n_samples_kmeans)`` for documents of ``lengths`` tokens.
+
+    The document sample defaults to about :data:`_POINTS_PER_CENTROID` tokens per
+    centroid; the centroids never outnumber the tokens of the shortest documents
+    the sample could draw.
+    """
+    partitions = num_partitions or default_partitions(int(lengths.sum()))
+    if n_samples is None:
+        wanted = _POINTS_PER_CENTROID * partitions / float(lengths.mean())
+        n_samples = math.ceil(wanted)
+    n_samples = min(n_samples, len(lengths))
+    fewest_tokens = int(np.sort(lengths)[:n_samples].sum())
+    return max(1, min(partitions, fewest_tokens)), n_samples
+
+
+def _tensors(vectors: Sequence[np.ndarray]) -> list[torch.Tensor]:
+    """Token vectors as torch tensors (float16 or float32; no copy where possible)."""
+    import torch
+
+    tensors = []
+    for v in vectors:
+        dtype = v.dtype if v.dtype in (np.float16, np.float32) else np.float32
+        tensors.append(torch.from_numpy(np.require(v, dtype=dtype, requirements=("C", "W"))))
+    return tensors
+
+
+class WarpBackend(Backend):
+    """WARP candidate generation (xtr-warp-rs) over a LateIndex; exact MaxSim final scores.
+
+    Parameters
+    ----------
+    index_folder
+        Where WARP indexes are built; default a temporary directory.
+    n_candidates
+        WARP results re-scored exactly per query (at least ``k``).
+    nprobe
+        Centroids probed per query token: more finds more of the exact top 10
+        and costs time (100k passages, 2 CPU cores: 8 -> 94%, 16 -> 98%, 32 ->
+        99% of the exact top 10 at about 30, 50 and 90 ms per query).
+    num_threads
+        Threads of one WARP search on a CPU.
+    t_prime, bound, max_candidates
+        WARP search settings; ``None`` lets xtr-warp-rs derive them from the
+        index density.
+    num_partitions
+        Number of centroids; default :func:`default_partitions` of the stored
+        token count, never more than the k-means sample's tokens.
+    kmeans_niters, nbits, n_samples_kmeans, seed
+        Build settings: k-means iterations, residual bits (2 or 4), documents
+        sampled for k-means (default: about 64 tokens per centroid) and the seed.
+    build_min
+        Below this many documents nothing is built and search is exact; also the
+        most pending documents tolerated before the next search rebuilds.
+    rebuild_growth
+        Rebuild at the next search once the index holds this many times the
+        documents of the last build (the centroids were chosen for that size);
+        ``None``: never.
+    compact_threshold
+        Fraction of tombstoned passages at which WARP compacts itself; ``None``: never.
+    device
+        ``"cpu"`` (default) or ``"cuda"`` (``"cuda:1"``, ...).
+
+    Raises
+    ------
+    ImportError
+        If xtr-warp-rs is not installed (``pip install 'latecore[warp]'``).
+    ValueError
+        If an option is out of range.
+
+    Examples
+    --------
+    >>> from latecore import LateIndex
+    >>> from latecore.testing import FakeEncoder
+    >>> index = LateIndex(FakeEncoder(), backend="warp")
+    >>> index.add(["paris is in france", "berlin is in germany"], ids=["p", "b"])
+    ['p', 'b']
+    >>> [hit.id for hit in index.search("where is berlin", k=1)]  # below build_min: exact
+    ['b']
+    >>> index.close()
+    """
+
+    name = "warp"
+
+    def __init__(
+        self,
+        *,
+        index_folder: str | Path | None = None,
+        n_candidates: int = 100,
+        nprobe: int = 16,
+        num_threads: int = 1,
+        t_prime: int | None = None,
+        bound: int | None = None,
+        max_candidates: int | None = None,
+        num_partitions: int | None = None,
+        kmeans_niters: int = 4,
+        nbits: int = 4,
+        n_samples_kmeans: int | None = None,
+        seed: int = 42,
+        build_min: int = 1000,
+        rebuild_growth: float | None = 2.0,
+        compact_threshold: float | None = 0.2,
+        device: str = "cpu",
+    ) -> None:
+        counts = {
+            "n_candidates": n_candidates,
+            "nprobe": nprobe,
+            "num_threads": num_threads,
+            "kmeans_niters": kmeans_niters,
+        }
+        for name, count in counts.items():
+            check_positive(count, name)
+        optional = {
+            "t_prime": t_prime,
+            "bound": bound,
+            "max_candidates": max_candidates,
+            "num_partitions": num_partitions,
+            "n_samples_kmeans": n_samples_kmeans,
+        }
+        for name, value in optional.items():
+            check_optional_count(value, name, minimum=1)
+        check_count(seed, "seed")
+        check_count(build_min, "build_min")
+        if nbits not in (2, 4):
+            raise ValueError(f"nbits must be 2 or 4, got {nbits!r}")
+        if rebuild_growth is not None and not rebuild_growth > 1:
+            raise ValueError(f"rebuild_growth must be above 1 or None, got {rebuild_growth!r}")
+        if compact_threshold is not None and not 0 < compact_threshold <= 1:
+            raise ValueError(
+                f"compact_threshold must be in (0, 1] or None, got {compact_threshold!r}"
+            )
+        if not isinstance(device, str) or device.split(":")[0] not in ("cpu", "cuda"):
+            raise ValueError(f"device must be 'cpu' or 'cuda' ('cuda:N'), got {device!r}")
+        self._warp_class = _import_xtr_warp()
+        self._settings: dict[str, Any] = {
+            "n_candidates": n_candidates,
+            "nprobe": nprobe,
+            "num_threads": num_threads,
+            "t_prime": t_prime,
+            "bound": bound,
+            "max_candidates": max_candidates,
+            "num_partitions": num_partitions,
+            "kmeans_niters": kmeans_niters,
+            "nbits": nbits,
+            "n_samples_kmeans": n_samples_kmeans,
+            "seed": seed,
+            "build_min": build_min,
+            "rebuild_growth": rebuild_growth,
+            "compact_threshold": compact_threshold,
+        }
+        self.device = device
+        if index_folder is None:
+            self._root = Path(tempfile.mkdtemp(prefix="latecore-warp-"))
+        else:
+            self._root = Path(index_folder)
+            self._root.mkdir(parents=True, exist_ok=True)
+        # A temporary folder is removed when the backend is closed or collected.
+        self._cleanup = weakref.finalize(
+            self, _remove_tree, self._root if index_folder is None else None
+        )
+        self._warp: XTRWarp | None = None
+        self._dir: Path | None = None
+        self._owned = False
+        self._ids: dict[int, str] = {}
+        self._pids: dict[str, int] = {}
+        self._pending: dict[str, None] = {}
+        self._built_size = 0
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The search and build settings (saved with the index; not the folder or device)."""
+        return dict(self._settings)
+
+    @property
+    def indexed(self) -> int:
+        """Documents WARP holds (live passages it knows the latecore id of)."""
+        return len(self._pids)
+
+    @property
+    def pending(self) -> int:
+        """Documents WARP does not hold, scored exactly at every search."""
+        return len(self._pending)
+
+    @property
+    def index_dir(self) -> Path | None:
+        """The WARP index directory searched now (``None`` before the first build)."""
+        return self._dir
+
+    def __repr__(self) -> str:
+        return f"WarpBackend(indexed={self.indexed}, pending={self.pending})"
+
+    def attach(self, store: StoreView, saved: SavedState | None) -> None:
+        """Open the saved WARP index if there is one, else treat every document as pending."""
+        self._pending = dict.fromkeys(store.ids)
+        if saved is None or not saved.state.get("built"):
+            return
+        directory = saved.directory / _INDEX_DIR
+        try:
+            mapping = self._read_mapping(saved.directory / _IDS_FILE)
+            metadata = json.loads((directory / "metadata.json").read_text(encoding="utf-8"))
+            if len(store) and metadata.get("dim") != store.dim:
+                raise ValueError(f"dimension {metadata.get('dim')} is not {store.dim}")
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            logger.warning(
+                "WARP index in %s is unusable (%s); it will be rebuilt", directory, error
+            )
+            return
+        unknown = [i for i in mapping.values() if i not in store]
+        if unknown:
+            logger.warning(
+                "WARP index in %s holds %d documents the index does not (%s); it will be rebuilt",
+                directory,
+                len(unknown),
+                unknown[:5],
+            )
+            return
+        try:
+            self._open(directory, owned=False)
+        except BaseException as error:
+            if not _engine_failed(error):
+                raise
+            logger.warning(
+                "WARP index in %s does not load (%s); it will be rebuilt", directory, error
+            )
+            return
+        self._ids = mapping
+        self._pids = {doc_id: pid for pid, doc_id in mapping.items()}
+        self._pending = {i: None for i in store.ids if i not in self._pids}
+        self._built_size = int(saved.state.get("built_size") or len(mapping))
+
+    @staticmethod
+    def _read_mapping(path: Path) -> dict[int, str]:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        pids, ids = data["passage_ids"], data["ids"]
+        if len(pids) != len(ids) or len(set(pids)) != len(pids) or len(set(ids)) != len(ids):
+            raise ValueError("passage ids and document ids do not pair up one to one")
+        if not all(isinstance(p, int) for p in pids) or not all(isinstance(i, str) for i in ids):
+            raise ValueError("passage ids must be integers and document ids strings")
+        return dict(zip(pids, ids, strict=True))
+
+    def add(
+        self,
+        ids: Sequence[str],
+        vectors: Sequence[np.ndarray],
+        texts: Sequence[str],
+        metadatas: Sequence[Mapping[str, Any]],
+    ) -> None:
+        """Add new documents to WARP and update replaced ones in place.
+
+        Before the first build, and for documents still pending, nothing goes to
+        WARP. If WARP fails, the documents become pending (logged), so they are
+        still found.
+        """
+        if self._warp is None:
+            self._pending.update(dict.fromkeys(ids))
+            return
+        new = [n for n, i in enumerate(ids) if i not in self._pids and i not in self._pending]
+        replaced = [n for n, i in enumerate(ids) if i in self._pids]
+        try:
+            self._write(
+                [ids[n] for n in new],
+                [vectors[n] for n in new],
+                [self._pids[ids[n]] for n in replaced],
+                [vectors[n] for n in replaced],
+            )
+        except BaseException as error:
+            if not _engine_failed(error):
+                raise
+            logger.warning(
+                "WARP could not index %d documents (%s); they are scored exactly "
+                "until the next build",
+                len(new) + len(replaced),
+                error,
+            )
+            for n in [*new, *replaced]:
+                self._forget(ids[n])
+                self._pending[ids[n]] = None
+
+    def _write(
+        self,
+        new_ids: list[str],
+        new_vectors: list[np.ndarray],
+        pids: list[int],
+        replacements: list[np.ndarray],
+    ) -> None:
+        if not new_ids and not pids:
+            return
+        warp = self._writable()
+        show = progress_enabled(None)
+        with _quiet():
+            if pids:
+                warp.update(pids, _tensors(replacements), show_progress=show)
+            if new_ids:
+                new_pids = warp.add(
+                    _tensors(new_vectors), min_outliers=_NO_CENTROID_GROWTH, show_progress=show
+                )
+                if len(new_pids) != len(new_ids):
+                    raise RuntimeError(
+                        f"WARP returned {len(new_pids)} passage ids for {len(new_ids)} documents"
+                    )
+                for pid, doc_id in zip(new_pids, new_ids, strict=True):
+                    self._ids[int(pid)] = doc_id
+                    self._pids[doc_id] = int(pid)
+
+    def delete(self, ids: Sequence[str]) -> None:
+        """Tombstone documents in WARP (they are never returned again, even if that fails)."""
+        pids = []
+        for doc_id in ids:
+            self._pending.pop(doc_id, None)
+            if doc_id in self._pids:
+                pids.append(self._pids[doc_id])
+                self._forget(doc_id)
+        if not pids:
+            return
+        try:
+            with _quiet():
+                self._writable().delete(pids, self._settings["compact_threshold"])
+        except BaseException as error:
+            if not _engine_failed(error):
+                raise
+            logger.warning("WARP could not delete %d passages (%s)", len(pids), error)
+
+    def _forget(self, doc_id: str) -> None:
+        pid = self._pids.pop(doc_id, None)
+        if pid is not None:
+            del self._ids[pid]
+
+    def needs_build(self, store: StoreView) -> bool:
+        """Whether the next search (re)builds: see the module's life cycle."""
+        settings = self._settings
+        if self._warp is None:
+            return len(store) >= settings["build_min"] and store.n_tokens >= _MIN_BUILD_TOKENS
+        growth = settings["rebuild_growth"]
+        grown = growth is not None and len(store) >= growth * max(self._built_size, 1)
+        return grown or len(self._pending) > settings["build_min"]
+
+    def build(self, store: StoreView) -> None:
+        """Build a WARP index of every document in ``store`` (replacing the current one).
+
+        Through a LateIndex: ``index.build()``; otherwise the first search at or
+        past ``build_min`` documents does it. Below 1,024 token vectors nothing
+        is built (search stays exact).
+        """
+        if store.n_tokens < _MIN_BUILD_TOKENS:
+            self._release()
+            self._ids, self._pids, self._pending = {}, {}, dict.fromkeys(store.ids)
+            self._built_size = 0
+            return
+        vectors = store.vectors(np.arange(len(store)))
+        lengths = np.array([v.shape[0] for v in vectors], dtype=np.int64)
+        settings = self._settings
+        partitions, samples = _kmeans_plan(
+            lengths, settings["num_partitions"], settings["n_samples_kmeans"]
+        )
+        directory = self._root / f"warp-{uuid.uuid4().hex[:12]}"
+        logger.info(
+            "building a WARP index of %d documents (%d centroids, k-means on %d) in %s",
+            len(store),
+            partitions,
+            samples,
+            directory,
+        )
+        warp = self._warp_class(str(directory), device=self.device)
+        try:
+            with _quiet():
+                warp.create(
+                    _tensors(vectors),
+                    device=self.device,
+                    kmeans_niters=settings["kmeans_niters"],
+                    nbits=settings["nbits"],
+                    n_samples_kmeans=samples,
+                    seed=settings["seed"],
+                    num_partitions=partitions,
+                    show_progress=progress_enabled(None),
+                )
+                self._load(warp)
+        except BaseException:
+            warp.free()
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
+        self._release()
+        self._warp, self._dir, self._owned = warp, directory, True
+        self._ids = dict(enumerate(store.ids))
+        self._pids = {doc_id: pid for pid, doc_id in self._ids.items()}
+        self._pending = {}
+        self._built_size = len(store)
+
+    def search(self, store: StoreView, queries: Sequence[np.ndarray], k: int) -> list[Ranking]:
+        """WARP candidates plus pending documents, re-scored exactly; the best ``k``."""
+        if self.needs_build(store):
+            self.build(store)
+        if self._warp is None:
+            return ExactBackend().search(store, queries, k)
+        pending = np.sort(store.positions(list(self._pending)))
+        # Pending documents are the same for every query: score them once, in full.
+        pending_scores = store.score(queries, pending)
+        candidates = self._candidates(store, queries, k)
+        return [
+            Ranking.merge(store.rank(query, positions, k), Ranking(pending, scores), k)
+            for query, positions, scores in zip(queries, candidates, pending_scores, strict=True)
+        ]
+
+    def _candidates(
+        self, store: StoreView, queries: Sequence[np.ndarray], k: int
+    ) -> list[list[int]]:
+        """Store positions of WARP's best ``max(n_candidates, k)`` passages for each query.
+
+        Queries of one length are searched together (a batch pads shorter
+        queries with zero vectors, which would change WARP's estimates).
+        """
+        import torch
+
+        assert self._warp is not None
+        settings = self._settings
+        by_length: dict[int, list[int]] = {}
+        for n, query in enumerate(queries):
+            by_length.setdefault(int(query.shape[0]), []).append(n)
+        candidates: list[list[int]] = [[] for _ in queries]
+        for members in by_length.values():
+            batch = np.stack([np.asarray(queries[n], dtype=np.float32) for n in members])
+            with _quiet():
+                results = self._warp.search(
+                    torch.from_numpy(batch),
+                    top_k=max(settings["n_candidates"], k),
+                    num_threads=settings["num_threads"],
+                    nprobe=settings["nprobe"],
+                    t_prime=settings["t_prime"],
+                    bound=settings["bound"],
+                    max_candidates=settings["max_candidates"],
+                    show_progress=False,
+                )
+            for n, result in zip(members, results, strict=True):
+                ids = (self._ids.get(int(pid)) for pid, _ in result)
+                candidates[n] = [store.position(i) for i in ids if i is not None]
+        return candidates
+
+    def save(self, directory: Path) -> dict[str, Any]:
+        """Copy the WARP index into ``directory/warp``; the id mapping goes to JSON."""
+        target = directory / _INDEX_DIR
+        shutil.rmtree(target, ignore_errors=True)
+        if self._dir is None:
+            (directory / _IDS_FILE).unlink(missing_ok=True)
+            return {"built": False}
+        shutil.copytree(self._dir, target)
+        mapping = {"passage_ids": list(self._ids), "ids": list(self._ids.values())}
+        (directory / _IDS_FILE).write_text(json.dumps(mapping), encoding="utf-8")
+        return {"built": True, "built_size": self._built_size}
+
+    def close(self) -> None:
+        """Free the WARP index and remove the temporary folder (if latecore made it)."""
+        self._release()
+        self._ids, self._pids, self._pending = {}, {}, {}
+        self._cleanup()
+
+    def _load(self, warp: XTRWarp) -> None:
+        warp.load(device=self.device, mmap=self.device == "cpu")
+
+    def _open(self, directory: Path, *, owned: bool) -> None:
+        warp = self._warp_class(str(directory), device=self.device)
+        with _quiet():
+            self._load(warp)
+        self._release()
+        self._warp, self._dir, self._owned = warp, directory, owned
+
+    def _writable(self) -> XTRWarp:
+        """The WARP index, first copied to ``index_folder`` if it is a saved one."""
+        if not self._owned:
+            assert self._dir is not None
+            copy = self._root / f"warp-{uuid.uuid4().hex[:12]}"
+            shutil.copytree(self._dir, copy)
+            try:
+                self._open(copy, owned=True)
+            except BaseException:
+                shutil.rmtree(copy, ignore_errors=True)
+                raise
+        assert self._warp is not None
+        return self._warp
+
+    def _release(self) -> None:
+        """Free the WARP index, and remove its directory if it is ours (not a saved one)."""
+        if self._warp is not None:
+            self._warp.free()
+        if self._owned and self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+        self._warp, self._dir, self._owned = None, None, False
