@@ -35,8 +35,8 @@ class LateIndex(Searcher[SearchHit]):
 
     By default the token vectors of all documents are kept packed in one
     matrix in memory (float16) and the ``exact`` backend scores a query with one
-    pass of GEMM blocks over it. The ``plaid`` and ``qdrant`` backends pick
-    candidates first; they are re-scored exactly from the store, so every
+    pass of GEMM blocks over it. The ``warp``, ``qdrant``, ``lancedb`` and
+    ``plaid`` backends pick candidates first; they are re-scored exactly from the store, so every
     backend returns ``exact``'s scores for the documents it returns (see
     "Scaling out" in the README for which to choose).
 
@@ -47,19 +47,21 @@ class LateIndex(Searcher[SearchHit]):
     dtype
         Storage dtype of the vectors, ``"float16"`` (default) or ``"float32"``.
     backend
-        ``"exact"`` (default), ``"plaid"`` or ``"qdrant"``, or a
-        :class:`~latecore.backends.Backend` instance.
+        ``"exact"`` (default), ``"warp"``, ``"qdrant"``, ``"lancedb"`` or
+        ``"plaid"``, or a :class:`~latecore.backends.Backend` instance.
     store
         The :class:`~latecore.store.DocumentStore` to keep documents in (it may
         already hold documents); default a new :class:`~latecore.store.MemoryStore`.
     vectors
         Where token vectors live: ``"local"`` (default: in the store, fast exact
-        re-scoring) or ``"engine"`` (only in the backend's engine, e.g. a Qdrant
-        cluster: no local copy; re-scoring and :meth:`score` fetch the vectors
+        re-scoring) or ``"engine"`` (only in the engine of a ``qdrant`` or
+        ``lancedb`` backend, e.g. a Qdrant cluster: no local copy; re-scoring and :meth:`score` fetch the vectors
         they need; see :class:`~latecore.engine_store.EngineStore`).
     **backend_options
-        Passed to the backend: see :class:`~latecore.backends.plaid.PlaidBackend`
-        and :class:`~latecore.backends.qdrant.QdrantBackend`.
+        Passed to the backend: see :class:`~latecore.backends.warp.WarpBackend`,
+        :class:`~latecore.backends.qdrant.QdrantBackend`,
+        :class:`~latecore.backends.lancedb.LanceDBBackend` and
+        :class:`~latecore.backends.plaid.PlaidBackend`.
 
     Examples
     --------
@@ -133,7 +135,7 @@ class LateIndex(Searcher[SearchHit]):
 
     @property
     def backend(self) -> Backend:
-        """The search backend (``backend.name`` is ``"exact"``, ``"plaid"`` or ``"qdrant"``)."""
+        """The search backend (``backend.name``: ``"exact"``, ``"warp"``, ``"qdrant"``, ...)."""
         return self._backend
 
     @property

@@ -98,9 +98,10 @@ def test_backend_unknown_name_or_options_with_an_instance_are_refused() -> None:
 
 def test_backend_modules_stay_out_of_import_latecore() -> None:
     code = (
-        "import sys, latecore, latecore.backends; "
-        "print(sorted(m for m in ('torch', 'fast_plaid', 'pylate', 'qdrant_client')"
-        " if m in sys.modules))"
+        "import sys, latecore, latecore.backends, latecore.engine_store, latecore.muvera; "
+        "engines = ('torch', 'fast_plaid', 'pylate', 'qdrant_client', 'qdrant_edge', "
+        "'xtr_warp', 'lancedb', 'pyarrow', 'duckdb'); "
+        "print(sorted(m for m in engines if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -1,16 +1,21 @@
 """The backend protocol behind :class:`~latecore.index.LateIndex`.
 
 A :class:`~latecore.index.LateIndex` keeps its documents in a store
-(:mod:`latecore.store`): ids, texts, metadata and every token vector. That
-store is the source of truth: :meth:`~latecore.index.LateIndex.get`,
+(:mod:`latecore.store`): ids, texts, metadata and, by default, every token
+vector. That store is the source of truth: :meth:`~latecore.index.LateIndex.get`,
 :meth:`~latecore.index.LateIndex.score` and :meth:`~latecore.index.LateIndex.save`
-read it, and a backend can always be rebuilt from it. Backends see it only
-through the read-only :class:`~latecore.store.StoreView`. A backend decides which
-documents a query is scored against:
+read it, and a backend can always be rebuilt from it (with ``vectors="engine"``
+the store fetches the vectors from a backend that :attr:`Backend.serves_vectors`,
+:mod:`latecore.engine_store`). Backends see it only through the read-only
+:class:`~latecore.store.StoreView`. A backend decides which documents a query is
+scored against:
 
 - ``exact`` scores every document (no extra state);
-- ``plaid`` asks a PLAID index (fast-plaid) for candidates;
-- ``qdrant`` asks a Qdrant multivector collection for candidates.
+- ``warp`` asks a WARP index (xtr-warp-rs) for candidates;
+- ``qdrant`` asks Qdrant's engine (an embedded qdrant-edge shard or a server):
+  a MUVERA vector under HNSW prefetches, MaxSim over the multivector ranks;
+- ``lancedb`` asks a LanceDB table's multivector search;
+- ``plaid`` asks a PLAID index (fast-plaid, for GPUs) for candidates.
 
 Candidates are re-scored by exact MaxSim over the stored vectors
 (:meth:`~latecore.store.StoreView.rank`), so every backend returns the scores
