@@ -19,9 +19,10 @@ not counting the benchmark's own memory-mapped corpus file.
 
 Backends: ``exact``, ``warp`` (xtr-warp-rs), ``qdrant`` (qdrant-edge, HNSW built by
 ``build()``), ``qdrant-engine`` (the same with ``vectors="engine"``: no local
-token vectors), ``plaid`` (fast-plaid). ``--sweep warp.nprobe=8,16,32`` measures
-recall and latency over a search setting (the curve); ``--real`` also measures
-recall on the shipped texts themselves (MiniLM, 384 dims, each backend against exact).
+token vectors), ``lancedb``, ``plaid`` (fast-plaid). ``--sweep warp.nprobe=8,16,32``
+(repeatable: a grid) measures recall and latency over search settings (the
+curve); ``--real`` also measures recall on the shipped texts themselves (MiniLM,
+384 dims, each backend against exact).
 
 Run: ``python benchmarks/bench_backends.py --documents 100000`` (the 100k run
 takes about an hour on 2 cores: WARP's k-means dominates).
@@ -60,8 +61,8 @@ warnings.filterwarnings("ignore", message="The given NumPy array is not writable
 BACKEND_OPTIONS: dict[str, dict[str, Any]] = {
     "exact": {},
     "warp": {},
-    "qdrant": {},
-    "qdrant-engine": {"vectors": "engine"},
+    "qdrant": {"optimize_after": None},  # one build() after the bulk load
+    "qdrant-engine": {"optimize_after": None, "vectors": "engine"},
     "lancedb": {},
     "plaid": {"num_partitions": 512, "n_full_scores": 1024, "n_ivf_probe": 8},
 }
@@ -175,6 +176,24 @@ def set_search_option(backend: Backend, key: str, value: int) -> None:
     settings[key] = value
 
 
+def sweep_grid(sweeps: Sequence[str], name: str) -> list[dict[str, int]]:
+    """Every combination of the ``--sweep name.key=v1,v2`` values given for ``name``.
+
+    >>> sweep_grid(["warp.nprobe=8,16", "warp.n_candidates=100,200", "qdrant.prefetch=1"], "warp")
+    ... # doctest: +NORMALIZE_WHITESPACE
+    [{'nprobe': 8, 'n_candidates': 100}, {'nprobe': 8, 'n_candidates': 200},
+     {'nprobe': 16, 'n_candidates': 100}, {'nprobe': 16, 'n_candidates': 200}]
+    """
+    grid: list[dict[str, int]] = [{}]
+    for sweep in sweeps:
+        backend, _, assignment = sweep.partition(".")
+        if backend != name:
+            continue
+        key, _, values = assignment.partition("=")
+        grid = [{**g, key: int(v)} for g in grid for v in values.split(",")]
+    return grid
+
+
 def worker(args: argparse.Namespace) -> None:
     """Build one backend over the cached corpus, measure it, print one JSON line."""
     name = args.worker
@@ -205,19 +224,17 @@ def worker(args: argparse.Namespace) -> None:
         def exact(q: np.ndarray) -> Any:
             return packed.score([q])
 
-    settings = [(None, None)]
-    if args.sweep and args.sweep.split(".")[0] == name:
-        key, values = args.sweep.split(".", 1)[1].split("=")
-        settings = [(key, int(v)) for v in values.split(",")]
     result["settings"] = []
-    for key, value in settings:
-        if key is not None:
+    for setting in sweep_grid(args.sweep, name):
+        for key, value in setting.items():
             set_search_option(backend, key, value)
         got = ranked_ids(backend, store, queries, args.k)
-        row = {"setting": f"{key}={value}" if key else "default", "recall": recall(got, truth)}
+        label = ", ".join(f"{k}={v}" for k, v in setting.items()) or "default"
+        row = {"setting": label, "recall": recall(got, truth)}
         if not result["settings"]:
             result["resident_gib"] = resident_gib(excluding=vectors_file)
-        row.update(interleaved_latency(exact, backend, store, queries, args.k))
+        timed = queries[: args.timed_queries]
+        row.update(interleaved_latency(exact, backend, store, timed, args.k))
         result["settings"].append(row)
         print(f"{name} {row}", file=sys.stderr, flush=True)
     result["peak_gib"] = peak_gib()
@@ -289,6 +306,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--timed-queries", type=int, default=50, help="queries timed per setting")
     parser.add_argument("--backends", default="exact,warp,qdrant,qdrant-engine,plaid")
     parser.add_argument("--sweep", action="append", default=[], help="e.g. warp.nprobe=8,16,32")
     parser.add_argument("--option", action="append", default=[], help='e.g. warp={"nprobe":8}')
@@ -298,7 +316,6 @@ def main() -> None:
     parser.add_argument("--options", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        args.sweep = args.sweep[0] if args.sweep else None
         worker(args)
         return
 
@@ -311,12 +328,12 @@ def main() -> None:
     rate = encode_rate()
     rows = []
     for name in backends:
-        sweep = [s for s in args.sweep if s.split(".")[0] == name]
         command = [
             sys.executable, __file__, "--worker", name, "--documents", str(args.documents),
             "--seed", str(args.seed), "--queries", str(args.queries), "--k", str(args.k),
             "--truth", str(truth), "--options", overrides.get(name, "{}"),
-            *(["--sweep", sweep[0]] if sweep else []),
+            "--timed-queries", str(args.timed_queries),
+            *(f"--sweep={s}" for s in args.sweep),
         ]  # fmt: skip
         done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
