@@ -55,8 +55,9 @@ class LateIndex(Searcher[SearchHit]):
     vectors
         Where token vectors live: ``"local"`` (default: in the store, fast exact
         re-scoring) or ``"engine"`` (only in the engine of a ``qdrant`` or
-        ``lancedb`` backend, e.g. a Qdrant cluster: no local copy; re-scoring and :meth:`score` fetch the vectors
-        they need; see :class:`~latecore.engine_store.EngineStore`).
+        ``lancedb`` backend, e.g. a Qdrant cluster: no local copy; re-scoring
+        and :meth:`score` fetch the vectors they need; see
+        :class:`~latecore.engine_store.EngineStore`).
     **backend_options
         Passed to the backend: see :class:`~latecore.backends.warp.WarpBackend`,
         :class:`~latecore.backends.qdrant.QdrantBackend`,
@@ -110,7 +111,7 @@ class LateIndex(Searcher[SearchHit]):
                 backend.close()
                 raise ValueError(
                     f"the {backend.name!r} backend cannot hold the token vectors; "
-                    "vectors='engine' needs backend='qdrant'"
+                    "vectors='engine' needs backend='qdrant' or 'lancedb'"
                 )
             store.connect(backend.fetch_vectors)
         self.encoder = encoder

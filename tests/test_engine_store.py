@@ -84,7 +84,7 @@ def test_engine_held_vectors_give_local_results_with_no_local_vectors(tmp_path: 
 
 
 def test_engine_held_vectors_refuse_a_backend_without_vectors(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="needs backend='qdrant'"):
+    with pytest.raises(ValueError, match="needs backend='qdrant' or 'lancedb'"):
         LateIndex(FakeEncoder(), vectors="engine")
     with pytest.raises(ValueError, match="'local' or 'engine'"):
         LateIndex(FakeEncoder(), vectors="remote")  # type: ignore[arg-type]

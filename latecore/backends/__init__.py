@@ -1,9 +1,10 @@
-"""Search backends of :class:`~latecore.index.LateIndex`: exact, warp, plaid, qdrant.
+"""Search backends of :class:`~latecore.index.LateIndex`: exact, warp, plaid, qdrant, lancedb.
 
 ``LateIndex(encoder, backend="warp", **options)`` picks one; the API and the
 scores stay those of ``exact`` (see :mod:`latecore.backends.base`). The
-``warp``, ``plaid`` and ``qdrant`` modules are imported only when chosen, so
-``import latecore`` never loads xtr-warp-rs, fast-plaid, torch or qdrant-client.
+``warp``, ``plaid``, ``qdrant`` and ``lancedb`` modules are imported only when
+chosen, so ``import latecore`` never loads xtr-warp-rs, fast-plaid, torch,
+qdrant-client, lancedb or pyarrow.
 
 Examples
 --------
@@ -13,7 +14,7 @@ Examples
 >>> make_backend("faiss")
 Traceback (most recent call last):
 ...
-ValueError: unknown backend 'faiss'; choose one of: exact, plaid, qdrant, warp
+ValueError: unknown backend 'faiss'; choose one of: exact, lancedb, plaid, qdrant, warp
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ __all__ = [
 
 BACKENDS: dict[str, str] = {
     "exact": "latecore.backends.exact:ExactBackend",
+    "lancedb": "latecore.backends.lancedb:LanceDBBackend",
     "plaid": "latecore.backends.plaid:PlaidBackend",
     "qdrant": "latecore.backends.qdrant:QdrantBackend",
     "warp": "latecore.backends.warp:WarpBackend",
