@@ -23,8 +23,9 @@ from latecore.backends.warp import WarpBackend
 from latecore.documents import demo_queries, sample_corpus_path
 from latecore.testing import FakeEncoder
 
-BUILD = {"build_min": 50}
-"""Build as soon as 50 documents are stored (the corpus has 250)."""
+BUILD = {"build_min": 50, "n_candidates": 100, "nprobe": 16}
+"""Build as soon as 50 documents are stored (the corpus has 250); re-score 100 of them
+(the default 400 would re-score all 250)."""
 
 
 class ReplayEncoder(BaseEncoder):
