@@ -285,7 +285,8 @@ def real_texts(args: argparse.Namespace, backends: Sequence[str]) -> list[str]:
     for name in ["exact", *[b for b in backends if b != "exact"]]:
         options = {**BACKEND_OPTIONS[name], **REAL_TEXT_OPTIONS.get(name, {})}
         with LateIndex(cached, backend=name.split("-")[0], **options) as index:
-            index.add([f"doc {i}" for i in range(len(passages))])
+            numbers = range(len(passages))
+            index.add([f"doc {i}" for i in numbers], ids=[str(i) for i in numbers])
             index.build()
             got = ranked_ids(index.backend, index.store, query_vectors, args.k)
         truth = truth or got
