@@ -312,7 +312,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--timed-queries", type=int, default=50, help="queries timed per setting")
-    parser.add_argument("--backends", default="exact,warp,qdrant,qdrant-engine,plaid")
+    parser.add_argument("--backends", default="exact,warp,qdrant,qdrant-engine,lancedb,plaid")
     parser.add_argument("--sweep", action="append", default=[], help="e.g. warp.nprobe=8,16,32")
     parser.add_argument("--option", action="append", default=[], help='e.g. warp={"nprobe":8}')
     parser.add_argument("--real", action="store_true", help="also recall on the shipped texts")
