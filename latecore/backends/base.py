@@ -24,8 +24,13 @@ Candidates are re-scored by exact MaxSim over the stored vectors
 
 from __future__ import annotations
 
+import hashlib
+import json
+import shutil
+import tempfile
+import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -34,7 +39,14 @@ import numpy as np
 
 from ..store import Ranking, StoreView
 
-__all__ = ["Backend", "Ranking", "SavedState"]
+__all__ = [
+    "Backend",
+    "Ranking",
+    "SavedState",
+    "changed_positions",
+    "document_digest",
+    "working_folder",
+]
 
 
 @dataclass(frozen=True)
@@ -110,6 +122,16 @@ class Backend(ABC):
         """
         raise NotImplementedError(f"the {self.name!r} backend does not hold token vectors")
 
+    def add_stored(self, store: StoreView, positions: Sequence[int]) -> None:
+        """:meth:`add` the documents ``store`` holds at ``positions`` (re-synchronising)."""
+        documents = store.documents(positions)
+        self.add(
+            [doc.id for doc in documents],
+            store.vectors(positions),
+            [doc.text for doc in documents],
+            [doc.metadata for doc in documents],
+        )
+
     def build(self, store: StoreView) -> None:  # noqa: B027
         """Build any search structure over ``store`` now (default: nothing to build)."""
 
@@ -119,3 +141,78 @@ class Backend(ABC):
 
     def close(self) -> None:  # noqa: B027
         """Release clients, files and temporary directories (idempotent)."""
+
+
+def working_folder(owner: object, folder: str | Path | None, prefix: str) -> tuple[Path, Any]:
+    """A backend's working folder, and the finalizer that removes it if latecore made it.
+
+    ``folder`` is created if missing and never removed; without one a new
+    temporary directory is made, removed when the finalizer is called (on
+    ``close``) or when ``owner`` is garbage-collected.
+
+    Examples
+    --------
+    >>> class Owner: ...
+    >>> owner = Owner()
+    >>> root, cleanup = working_folder(owner, None, "latecore-doc-")
+    >>> root.is_dir()
+    True
+    >>> del owner  # or cleanup(), as close() does
+    >>> root.exists()
+    False
+    """
+    if folder is None:
+        root = Path(tempfile.mkdtemp(prefix=prefix))
+        return root, weakref.finalize(owner, shutil.rmtree, root, ignore_errors=True)
+    root = Path(folder)
+    root.mkdir(parents=True, exist_ok=True)
+    return root, weakref.finalize(owner, lambda: None)
+
+
+def document_digest(
+    vectors: np.ndarray, text: str, metadata: Mapping[str, Any], salt: bytes = b""
+) -> str:
+    """A hash of a document as an engine holds it: ``salt``, float16 vectors, text, metadata.
+
+    Engines store it beside each document, so that loading an index finds the
+    documents that are missing or differ (:func:`changed_positions`).
+
+    Examples
+    --------
+    >>> v = np.ones((2, 4), dtype=np.float32)
+    >>> document_digest(v, "a", {}) == document_digest(v.astype(np.float16), "a", {})
+    True
+    >>> document_digest(v, "a", {}) == document_digest(v, "a", {"n": 1})
+    False
+    """
+    h = hashlib.blake2b(digest_size=16)
+    h.update(salt)
+    h.update(np.ascontiguousarray(vectors, dtype=np.float16).tobytes())
+    h.update(text.encode("utf-8", "surrogatepass"))
+    h.update(json.dumps(metadata, sort_keys=True, default=repr).encode("utf-8"))
+    return h.hexdigest()
+
+
+def changed_positions(
+    store: StoreView,
+    remote: Mapping[str, object],
+    digest: Callable[[np.ndarray, str, Mapping[str, Any]], str],
+) -> list[int]:
+    """Positions of the stored documents whose digest is not ``remote[id]`` (missing ones too).
+
+    Examples
+    --------
+    >>> from latecore.store import MemoryStore
+    >>> store = MemoryStore()
+    >>> store.add(["a", "b"], ["x", "y"], [{}, {}], [np.ones((1, 2)), np.ones((1, 2))])
+    >>> changed_positions(store, {"a": document_digest(np.ones((1, 2)), "x", {})}, document_digest)
+    [1]
+    """
+    everything = np.arange(len(store))
+    return [
+        position
+        for position, doc, vectors in zip(
+            everything.tolist(), store.documents(everything), store.vectors(everything), strict=True
+        )
+        if remote.get(doc.id) != digest(vectors, doc.text, doc.metadata)
+    ]

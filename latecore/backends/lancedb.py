@@ -55,7 +55,6 @@ Lance's own format (Arrow-based data files, protobuf manifests).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -76,7 +75,7 @@ from .._validation import check_count, check_dtype, check_optional_count, check_
 from ..encoder import progress_enabled
 from ..errors import IndexFormatError
 from ..store import StoreView
-from .base import Backend, Ranking, SavedState
+from .base import Backend, Ranking, SavedState, changed_positions, document_digest
 
 __all__ = ["LanceDBBackend", "public_storage_options"]
 
@@ -116,13 +115,8 @@ def public_storage_options(options: Mapping[str, str] | None) -> dict[str, str]:
 
 
 def _digest(vectors: np.ndarray, text: str, metadata: Mapping[str, Any]) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    array = np.ascontiguousarray(vectors, dtype=np.float16)
-    h.update(repr(array.shape).encode("ascii"))
-    h.update(array.tobytes())
-    h.update(text.encode("utf-8", "surrogatepass"))
-    h.update(json.dumps(metadata, sort_keys=True, default=repr).encode("utf-8"))
-    return h.hexdigest()
+    """:func:`~latecore.backends.base.document_digest`, salted with the vectors' shape."""
+    return document_digest(vectors, text, metadata, repr(np.shape(vectors)).encode("ascii"))
 
 
 def _utf8(text: str) -> str:
@@ -658,7 +652,7 @@ class LanceDBBackend(Backend):
                 )
             changed: list[int] = []
         else:
-            changed = self._changed(store, remote)
+            changed = changed_positions(store, remote, _digest)
         if extra or changed:
             logger.info(
                 "re-synchronising LanceDB (%r): upserting %d rows, deleting %d",
@@ -673,26 +667,8 @@ class LanceDBBackend(Backend):
             documents = store.documents(changed)
             twice = [doc.id for doc in documents if doc.id in remote and remote[doc.id] is None]
             self._delete(twice)
-            self.add(
-                [doc.id for doc in documents],
-                store.vectors(changed),
-                [doc.text for doc in documents],
-                [doc.metadata for doc in documents],
-            )
+            self.add_stored(store, changed)
         return len(changed), len(extra)
-
-    def _changed(self, store: StoreView, remote: Mapping[str, object]) -> list[int]:
-        everything = np.arange(len(store))
-        return [
-            position
-            for position, doc, vectors in zip(
-                everything.tolist(),
-                store.documents(everything),
-                store.vectors(everything),
-                strict=True,
-            )
-            if remote.get(doc.id) != _digest(vectors, doc.text, doc.metadata)
-        ]
 
     def search(self, store: StoreView, queries: Sequence[np.ndarray], k: int) -> list[Ranking]:
         """LanceDB's multivector search for the best ``n_candidates``; those re-scored exactly."""

@@ -34,10 +34,8 @@ from __future__ import annotations
 import functools
 import logging
 import shutil
-import tempfile
 import threading
 import uuid
-import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,7 +44,7 @@ import numpy as np
 
 from .._validation import check_count, check_optional_count, check_positive
 from ..store import StoreView
-from .base import Backend, Ranking, SavedState
+from .base import Backend, Ranking, SavedState, working_folder
 
 if TYPE_CHECKING:
     from fast_plaid.search import FastPlaid
@@ -69,11 +67,6 @@ def _import_fast_plaid() -> Any:
             "pip install 'latecore' or pip install fast-plaid"
         ) from error
     return search
-
-
-def _remove_tree(path: Path | None) -> None:
-    if path is not None:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 class PlaidBackend(Backend):
@@ -150,15 +143,7 @@ class PlaidBackend(Backend):
             "rebuild_fraction": rebuild_fraction,
         }
         self.device = device
-        if index_folder is None:
-            self._root = Path(tempfile.mkdtemp(prefix="latecore-plaid-"))
-        else:
-            self._root = Path(index_folder)
-            self._root.mkdir(parents=True, exist_ok=True)
-        # A temporary folder is removed when the backend is closed or collected.
-        self._cleanup = weakref.finalize(
-            self, _remove_tree, self._root if index_folder is None else None
-        )
+        self._root, self._cleanup = working_folder(self, index_folder, "latecore-plaid-")
         self._plaid: FastPlaid | None = None
         self._snapshot_dir: Path | None = None
         self._owns_snapshot = False

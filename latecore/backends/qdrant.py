@@ -61,7 +61,6 @@ qdrant-edge's own format (JSON, memory-mapped arrays, its write-ahead log).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -81,7 +80,7 @@ from ..encoder import progress_enabled
 from ..errors import IndexFormatError
 from ..muvera import MUVERA_DEFAULTS, Muvera
 from ..store import StoreView
-from .base import Backend, Ranking, SavedState
+from .base import Backend, Ranking, SavedState, changed_positions, document_digest
 
 __all__ = ["LATECORE_NAMESPACE", "QdrantBackend", "point_id"]
 
@@ -114,12 +113,9 @@ def point_id(doc_id: str) -> str:
 def _digest(
     vectors: np.ndarray, text: str, metadata: Mapping[str, Any], muvera: Mapping[str, int]
 ) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    h.update(json.dumps(dict(muvera), sort_keys=True).encode("utf-8"))
-    h.update(np.ascontiguousarray(vectors, dtype=np.float16).tobytes())
-    h.update(text.encode("utf-8", "surrogatepass"))
-    h.update(json.dumps(metadata, sort_keys=True, default=repr).encode("utf-8"))
-    return h.hexdigest()
+    """:func:`~latecore.backends.base.document_digest`, salted with the MUVERA settings."""
+    salt = json.dumps(dict(muvera), sort_keys=True).encode("utf-8")
+    return document_digest(vectors, text, metadata, salt)
 
 
 def _import_edge() -> Any:
@@ -925,7 +921,9 @@ class QdrantBackend(Backend):
                 )
             changed: list[int] = []
         else:
-            changed = self._changed(store, remote)
+            changed = changed_positions(
+                store, remote, lambda v, t, m: _digest(v, t, m, self._muvera_settings)
+            )
         if extra or changed:
             logger.info(
                 "re-synchronising Qdrant (%r): upserting %d points, deleting %d",
@@ -935,27 +933,8 @@ class QdrantBackend(Backend):
             )
         self._engine.delete(extra)
         if changed:
-            documents = store.documents(changed)
-            self.add(
-                [doc.id for doc in documents],
-                store.vectors(changed),
-                [doc.text for doc in documents],
-                [doc.metadata for doc in documents],
-            )
+            self.add_stored(store, changed)
         return len(changed), len(extra)
-
-    def _changed(self, store: StoreView, remote: Mapping[str, object]) -> list[int]:
-        everything = np.arange(len(store))
-        return [
-            position
-            for position, doc, vectors in zip(
-                everything.tolist(),
-                store.documents(everything),
-                store.vectors(everything),
-                strict=True,
-            )
-            if remote.get(doc.id) != _digest(vectors, doc.text, doc.metadata, self._muvera_settings)
-        ]
 
     def search(self, store: StoreView, queries: Sequence[np.ndarray], k: int) -> list[Ranking]:
         """MUVERA prefetch and MaxSim in the engine; the best re-scored exactly (``rescore``)."""

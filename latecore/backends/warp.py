@@ -43,10 +43,8 @@ import json
 import logging
 import math
 import shutil
-import tempfile
 import threading
 import uuid
-import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,7 +54,7 @@ import numpy as np
 from .._validation import check_count, check_optional_count, check_positive
 from ..base_encoder import progress_enabled
 from ..store import StoreView
-from .base import Backend, Ranking, SavedState
+from .base import Backend, Ranking, SavedState, working_folder
 from .exact import ExactBackend
 
 if TYPE_CHECKING:
@@ -129,11 +127,6 @@ def _quiet() -> Iterator[None]:
 def _engine_failed(error: BaseException) -> bool:
     """Whether ``error`` is an engine failure (a Rust panic is a ``BaseException``)."""
     return not isinstance(error, (KeyboardInterrupt, SystemExit, GeneratorExit))
-
-
-def _remove_tree(path: Path | None) -> None:
-    if path is not None:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def default_partitions(n_tokens: int) -> int:
@@ -308,15 +301,7 @@ class WarpBackend(Backend):
             "compact_threshold": compact_threshold,
         }
         self.device = device
-        if index_folder is None:
-            self._root = Path(tempfile.mkdtemp(prefix="latecore-warp-"))
-        else:
-            self._root = Path(index_folder)
-            self._root.mkdir(parents=True, exist_ok=True)
-        # A temporary folder is removed when the backend is closed or collected.
-        self._cleanup = weakref.finalize(
-            self, _remove_tree, self._root if index_folder is None else None
-        )
+        self._root, self._cleanup = working_folder(self, index_folder, "latecore-warp-")
         self._warp: XTRWarp | None = None
         self._dir: Path | None = None
         self._owned = False
