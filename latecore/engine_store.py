@@ -29,17 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from ._validation import StorageDtype, check_dtype
+from ._validation import StorageDtype
 from .errors import IndexFormatError
-from .store import (
-    DOCUMENTS_FILE,
-    LENGTHS_FILE,
-    DocumentRecords,
-    DocumentStore,
-    StoredDocument,
-    check_vectors,
-    load_records,
-)
+from .store import DOCUMENTS_FILE, LENGTHS_FILE, RecordedStore, load_records
 
 __all__ = ["EngineStore", "VectorSource"]
 
@@ -47,7 +39,7 @@ VectorSource = Callable[[Sequence[str]], list[np.ndarray]]
 """Token vectors of the given document ids, in that order (a backend's ``fetch_vectors``)."""
 
 
-class EngineStore(DocumentStore):
+class EngineStore(RecordedStore):
     """Ids, texts, metadata and token counts locally; token vectors fetched from an engine.
 
     Parameters
@@ -62,8 +54,7 @@ class EngineStore(DocumentStore):
     holds_vectors = False
 
     def __init__(self, dtype: StorageDtype = "float16", fetch: VectorSource | None = None) -> None:
-        self._dtype = np.dtype(check_dtype(dtype))
-        self._records = DocumentRecords()
+        super().__init__(dtype)
         self._lengths = np.zeros(0, dtype=np.int64)
         self._dim = 0
         self._fetch = fetch
@@ -72,26 +63,13 @@ class EngineStore(DocumentStore):
         """Fetch vectors through ``fetch`` from now on."""
         self._fetch = fetch
 
-    def __len__(self) -> int:
-        return len(self._records)
-
     def __repr__(self) -> str:
         return f"EngineStore({len(self)} documents, {self.n_tokens} token vectors in the engine)"
-
-    @property
-    def ids(self) -> Sequence[str]:
-        """Ids in position order (a snapshot)."""
-        return self._records.ids
 
     @property
     def dim(self) -> int:
         """Dimension of the token vectors (0 while empty)."""
         return self._dim if len(self) else 0
-
-    @property
-    def dtype(self) -> np.dtype[Any]:
-        """The dtype vectors are handed out in."""
-        return self._dtype
 
     @property
     def n_tokens(self) -> int:
@@ -102,14 +80,6 @@ class EngineStore(DocumentStore):
     def nbytes(self) -> int:
         """Bytes of token vectors held locally: none."""
         return 0
-
-    def find(self, doc_id: str) -> int | None:
-        """Position of ``doc_id``, or ``None``."""
-        return self._records.find(doc_id)
-
-    def documents(self, positions: Sequence[int] | np.ndarray) -> list[StoredDocument]:
-        """The stored documents at ``positions``."""
-        return self._records.documents(positions)
 
     def vectors(self, positions: Sequence[int] | np.ndarray) -> list[np.ndarray]:
         """The engine's vectors for the documents at ``positions`` (one fetch).
@@ -146,9 +116,7 @@ class EngineStore(DocumentStore):
         """Record documents (the backend has already put their vectors in the engine)."""
         if not ids:
             return
-        if not len(ids) == len(texts) == len(metadatas) == len(vectors):
-            raise ValueError("ids, texts, metadatas and vectors must have the same length")
-        dim = check_vectors([np.asarray(v) for v in vectors], self.dim)
+        dim = self._check_added(ids, texts, metadatas, vectors)
         self.remove(ids)
         lengths = np.array([np.shape(v)[0] for v in vectors], dtype=np.int64)
         self._lengths = np.concatenate([self._lengths, lengths])
@@ -157,14 +125,12 @@ class EngineStore(DocumentStore):
 
     def remove(self, ids: Sequence[str]) -> int:
         """Forget documents; returns how many were removed."""
-        doomed = self._records.positions_of(ids)
-        if not doomed:
+        keep = self._kept(ids)
+        if keep is None:
             return 0
-        keep = np.ones(len(self), dtype=bool)
-        keep[list(doomed)] = False
         self._lengths = self._lengths[keep]
         self._records.keep(keep)
-        return len(doomed)
+        return int(len(keep) - keep.sum())
 
     def save(self, directory: Path) -> dict[str, Any]:
         """Write ``documents.jsonl`` and ``lengths.npy``; the vectors stay in the engine."""

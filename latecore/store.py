@@ -55,6 +55,7 @@ __all__ = [
     "DocumentStore",
     "MemoryStore",
     "Ranking",
+    "RecordedStore",
     "StoreView",
     "StoredDocument",
     "check_vectors",
@@ -373,7 +374,61 @@ class DocumentRecords:
         return records
 
 
-class MemoryStore(DocumentStore):
+class RecordedStore(DocumentStore):
+    """A :class:`DocumentStore` whose ids, texts and metadata are :class:`DocumentRecords`.
+
+    Subclasses keep the token vectors (:class:`MemoryStore`) or only their
+    counts (:class:`~latecore.engine_store.EngineStore`).
+    """
+
+    def __init__(self, dtype: StorageDtype = "float16") -> None:
+        self._dtype = np.dtype(check_dtype(dtype))
+        self._records = DocumentRecords()
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    @property
+    def ids(self) -> Sequence[str]:
+        """Ids in position order (a snapshot: the list is replaced, never changed)."""
+        return self._records.ids
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        """Storage dtype."""
+        return self._dtype
+
+    def find(self, doc_id: str) -> int | None:
+        """Position of ``doc_id``, or ``None``."""
+        return self._records.find(doc_id)
+
+    def documents(self, positions: Sequence[int] | np.ndarray) -> list[StoredDocument]:
+        """The stored documents at ``positions``."""
+        return self._records.documents(positions)
+
+    def _check_added(
+        self,
+        ids: Sequence[str],
+        texts: Sequence[str],
+        metadatas: Sequence[Mapping[str, Any]],
+        vectors: Sequence[np.ndarray],
+    ) -> int:
+        """The dimension of documents about to be added, else ``ValueError`` (see :meth:`add`)."""
+        if not len(ids) == len(texts) == len(metadatas) == len(vectors):
+            raise ValueError("ids, texts, metadatas and vectors must have the same length")
+        return check_vectors([np.asarray(v) for v in vectors], self.dim if len(self) else 0)
+
+    def _kept(self, ids: Sequence[str]) -> np.ndarray | None:
+        """Which positions stay once ``ids`` are removed (``None``: none of them is stored)."""
+        doomed = self._records.positions_of(ids)
+        if not doomed:
+            return None
+        keep = np.ones(len(self), dtype=bool)
+        keep[list(doomed)] = False
+        return keep
+
+
+class MemoryStore(RecordedStore):
     """Documents and their token vectors in memory, vectors packed in one matrix.
 
     The matrix grows by doubling, so adding documents copies each vector about
@@ -391,32 +446,18 @@ class MemoryStore(DocumentStore):
     name = "memory"
 
     def __init__(self, dtype: StorageDtype = "float16") -> None:
-        self._dtype = np.dtype(check_dtype(dtype))
-        self._records = DocumentRecords()
+        super().__init__(dtype)
         self._offsets = np.zeros(1, dtype=np.int64)
         self._matrix = np.zeros((0, 0), dtype=self._dtype)
         self._packed: PackedDocuments | None = None
-
-    def __len__(self) -> int:
-        return len(self._records)
 
     def __repr__(self) -> str:
         return f"MemoryStore({len(self)} documents, {self.n_tokens} token vectors, {self.dtype})"
 
     @property
-    def ids(self) -> Sequence[str]:
-        """Ids in position order (a snapshot: the list is replaced, never changed)."""
-        return self._records.ids
-
-    @property
     def dim(self) -> int:
         """Dimension of the stored vectors (0 while empty)."""
         return int(self._matrix.shape[1])
-
-    @property
-    def dtype(self) -> np.dtype[Any]:
-        """Storage dtype."""
-        return self._dtype
 
     @property
     def n_tokens(self) -> int:
@@ -427,14 +468,6 @@ class MemoryStore(DocumentStore):
     def nbytes(self) -> int:
         """Bytes of the stored token vectors (capacity not yet used excluded)."""
         return self.n_tokens * self.dim * self._dtype.itemsize
-
-    def find(self, doc_id: str) -> int | None:
-        """Position of ``doc_id``, or ``None``."""
-        return self._records.find(doc_id)
-
-    def documents(self, positions: Sequence[int] | np.ndarray) -> list[StoredDocument]:
-        """The stored documents at ``positions``."""
-        return self._records.documents(positions)
 
     def vectors(self, positions: Sequence[int] | np.ndarray) -> list[np.ndarray]:
         """Views into the packed matrix (storage dtype)."""
@@ -464,10 +497,8 @@ class MemoryStore(DocumentStore):
         """Append documents (replacing stored ids); vectors are copied in the storage dtype."""
         if not ids:
             return
-        if not len(ids) == len(texts) == len(metadatas) == len(vectors):
-            raise ValueError("ids, texts, metadatas and vectors must have the same length")
+        dim = self._check_added(ids, texts, metadatas, vectors)
         arrays = [np.asarray(v) for v in vectors]
-        dim = check_vectors(arrays, self.dim if len(self) else 0)
         self.remove(ids)
         lengths = np.array([a.shape[0] for a in arrays], dtype=np.int64)
         start = self.n_tokens
@@ -488,18 +519,16 @@ class MemoryStore(DocumentStore):
 
     def remove(self, ids: Sequence[str]) -> int:
         """Forget documents and compact the matrix; returns how many were removed."""
-        doomed = self._records.positions_of(ids)
-        if not doomed:
+        keep = self._kept(ids)
+        if keep is None:
             return 0
-        keep = np.ones(len(self), dtype=bool)
-        keep[list(doomed)] = False
         lengths = np.diff(self._offsets)
         kept_tokens = np.repeat(keep, lengths)
         self._matrix = np.ascontiguousarray(self._matrix[: self.n_tokens][kept_tokens])
         self._offsets = np.concatenate([[0], np.cumsum(lengths[keep])]).astype(np.int64)
         self._records.keep(keep)
         self._packed = None
-        return len(doomed)
+        return int(len(keep) - keep.sum())
 
     def save(self, directory: Path) -> dict[str, Any]:
         """Write ``vectors.npy``, ``lengths.npy`` and ``documents.jsonl``: nothing pickled.
