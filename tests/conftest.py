@@ -16,6 +16,7 @@ if "LATECORE_CACHE_DIR" not in os.environ:  # components with a default cache wr
     os.environ["LATECORE_CACHE_DIR"] = tempfile.mkdtemp(prefix="latecore-test-cache-")
 
 import pytest
+from _engine_support import ReplayCorpus, replay_sample_corpus
 
 from latecore import Encoder, MultivectorCache
 from latecore.errors import ZeroShotWarning
@@ -61,3 +62,9 @@ def cache(tmp_path: Path) -> Iterator[MultivectorCache]:
 @pytest.fixture
 def fake_encoder() -> FakeEncoder:
     return FakeEncoder()
+
+
+@pytest.fixture(scope="session")
+def replay_corpus(minilm_encoder: Encoder) -> ReplayCorpus:
+    """The bundled sample corpus encoded once by MiniLM, for the engine backends' tests."""
+    return replay_sample_corpus(minilm_encoder)

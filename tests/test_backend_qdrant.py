@@ -14,17 +14,22 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from _engine_support import (
+    QUERIES,
+    ReplayCorpus,
+    assert_no_pickles,
+    assert_same_hits,
+    word_corpus,
+)
 
-from latecore import BaseEncoder, LateIndex
+from latecore import LateIndex
 from latecore.backends.qdrant import QdrantBackend, point_id
-from latecore.documents import sample_corpus_path
-from latecore.encoder import Encoder
 from latecore.errors import IndexFormatError
 from latecore.testing import FakeEncoder
 
@@ -39,47 +44,6 @@ ENGINES = [
         marks=[pytest.mark.enable_socket, pytest.mark.skipif(not QDRANT_URL, reason=SERVER_SKIP)],
     ),
 ]
-QUERIES = [
-    "why does the earth have seasons",
-    "how does the sun produce energy",
-    "what causes the tides of the ocean",
-    "how do vaccines train the immune system",
-    "what is photosynthesis in plants",
-    "who invented the printing press",
-    "how do volcanoes erupt",
-    "what is the speed of light",
-    "how does compound interest grow savings",
-    "why is the sky blue",
-    "how do neural networks learn",
-    "what makes bread rise",
-]
-
-
-class ReplayEncoder(BaseEncoder):
-    """Answers with vectors encoded once per session (MiniLM's), by text."""
-
-    def __init__(self, vectors: Mapping[tuple[bool, str], np.ndarray]) -> None:
-        super().__init__(show_progress=False)
-        self._vectors = vectors
-
-    def _model_fingerprint_fields(self) -> dict[str, object]:
-        return {"model_id": "tests.ReplayEncoder(all-MiniLM-L6-v2)"}
-
-    def _encode(self, texts: list[str], *, is_query: bool) -> list[np.ndarray]:
-        return [self._vectors[is_query, text] for text in texts]
-
-
-@pytest.fixture(scope="session")
-def corpus(minilm_encoder: Encoder) -> tuple[list[str], list[str], ReplayEncoder]:
-    """The bundled sample corpus (ids, texts) and an encoder replaying MiniLM's vectors."""
-    records = [json.loads(line) for line in sample_corpus_path().read_text("utf-8").splitlines()]
-    ids = [r["id"] for r in records]
-    texts = [r["text"] for r in records]
-    documents = minilm_encoder.encode_documents(texts)
-    queries = minilm_encoder.encode_queries(QUERIES)
-    vectors = {(False, t): v for t, v in zip(texts, documents, strict=True)}
-    vectors.update({(True, q): v for q, v in zip(QUERIES, queries, strict=True)})
-    return ids, texts, ReplayEncoder(vectors)
 
 
 @pytest.fixture(params=ENGINES)
@@ -111,12 +75,6 @@ def engine_count(index: LateIndex) -> int:
     return qdrant_of(index)._engine.count()
 
 
-def assert_same_hits(got: Sequence[Any], expected: Sequence[Any], *, abs: float = 1e-4) -> None:
-    assert [h.id for h in got] == [h.id for h in expected]
-    assert [h.score for h in got] == pytest.approx([h.score for h in expected], abs=abs)
-    assert [(h.text, h.metadata) for h in got] == [(h.text, h.metadata) for h in expected]
-
-
 def graph_files(shard: Path) -> list[Path]:
     """Non-empty HNSW link files of the ``"muvera"`` vector in the shard's segments."""
     return [
@@ -124,27 +82,15 @@ def graph_files(shard: Path) -> list[Path]:
     ]
 
 
-def word_corpus(n: int, seed: int) -> tuple[list[str], list[str]]:
-    """``n`` texts of 6-20 words of a 300-word vocabulary, each with one unique word."""
-    rng = np.random.default_rng(seed)
-    texts = [
-        " ".join(
-            [f"u{seed}x{i}", *rng.choice([f"w{j}" for j in range(300)], int(rng.integers(6, 21)))]
-        )
-        for i in range(n)
-    ]
-    return texts, [f"doc-{seed}-{i}" for i in range(n)]
-
-
 # --- rankings and scores -------------------------------------------------------------------
 
 
 def test_qdrant_top10_and_scores_equal_exact_on_a_real_corpus(
-    corpus: tuple[list[str], list[str], ReplayEncoder], where: dict[str, Any]
+    replay_corpus: ReplayCorpus, where: dict[str, Any]
 ) -> None:
     """Real MiniLM vectors: exact's top 10 with exact's scores; the engine's own MaxSim agrees
     to 1e-3; through the MUVERA prefetch (smaller than the corpus) after build() too."""
-    ids, texts, encoder = corpus
+    ids, texts, encoder = replay_corpus
     metadatas = [{"n": i} for i in range(len(ids))]
     exact = LateIndex(encoder)
     exact.add(texts, ids=ids, metadatas=metadatas)
@@ -386,11 +332,7 @@ def test_qdrant_writes_no_pickles(tmp_path: Path) -> None:
         index.build()
         index.delete(ids[:5])
         index.save(tmp_path / "saved")
-    files = [p for p in tmp_path.rglob("*") if p.is_file()]
-    assert len(files) > 10
-    assert not [p for p in files if p.suffix in {".pkl", ".pickle"}]
-    pickled = [p for p in files if p.read_bytes()[:2] in {b"\x80\x04", b"\x80\x05"}]
-    assert not pickled, pickled
+    assert len(assert_no_pickles(tmp_path)) > 10
 
 
 def test_qdrant_bad_settings_and_other_dimensions_are_refused(tmp_path: Path) -> None:

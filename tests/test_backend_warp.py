@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _engine_support import assert_no_pickles
 
 from latecore import BaseEncoder, Encoder, LateIndex
 from latecore.backends.warp import WarpBackend
@@ -106,15 +107,6 @@ def file_hashes(directory: Path) -> dict[str, str]:
         for p in sorted(directory.rglob("*"))
         if p.is_file()
     }
-
-
-def assert_no_pickles(directory: Path) -> None:
-    files = [p for p in directory.rglob("*") if p.is_file()]
-    assert files
-    for path in files:
-        assert path.suffix not in (".pkl", ".pickle"), path
-        with open(path, "rb") as f:
-            assert f.read(2) not in (b"\x80\x04", b"\x80\x05"), path
 
 
 # --- search ------------------------------------------------------------------------------
