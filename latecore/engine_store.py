@@ -2,28 +2,31 @@
 
 ``LateIndex(encoder, backend="qdrant", vectors="engine")`` keeps ids, texts,
 metadata and each document's token count locally, and no token vector: the
-engine (a Qdrant edge shard or cluster) holds them. Exact re-scoring,
-:meth:`~latecore.index.LateIndex.score` (and so
-:class:`~latecore.hybrid.HybridSearcher`) fetch the vectors of the few
-documents they need from the engine through the backend's
-:meth:`~latecore.backends.base.Backend.fetch_vectors`. A saved index then holds
-``documents.jsonl`` and ``lengths.npy`` only.
+engine (a Qdrant edge shard or cluster, a LanceDB table) holds them. The store
+never reaches the engine itself. A mirror backend's search returns its
+candidates' vectors from the same engine request and re-scores them exactly;
+:meth:`~latecore.index.LateIndex.score` and the candidates only a hybrid
+searcher's BM25 stage nominates are fetched through the backend's
+:meth:`~latecore.backends.base.Backend.fetch_vectors` by the index
+(:class:`~latecore.index_view.IndexView`). Either way the vectors are checked
+against the token counts stored here (:meth:`~latecore.store.StoreView.checked_vectors`).
+A saved index then holds ``documents.jsonl`` and ``lengths.npy`` only.
 
 Examples
 --------
 >>> import numpy as np
+>>> store = EngineStore()
 >>> engine = {"a": np.eye(2, dtype=np.float16), "b": np.ones((1, 2), dtype=np.float16)}
->>> store = EngineStore(fetch=lambda ids: [engine[i] for i in ids])
 >>> store.add(["a", "b"], ["first", "second"], [{}, {}], [engine["a"], engine["b"]])
->>> store.holds_vectors, store.n_tokens, store.nbytes
-(False, 3, 0)
->>> store.rank(np.array([[0.0, 1.0]], dtype=np.float32), [0, 1], k=1).positions.tolist()
-[0]
+>>> store.holds_vectors, store.n_tokens, store.nbytes, store.token_counts([1, 0]).tolist()
+(False, 3, 0, [1, 2])
+>>> [v.shape for v in store.checked_vectors([0], [engine["a"]])]
+[(2, 2)]
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +34,10 @@ import numpy as np
 
 from ._validation import StorageDtype
 from .errors import IndexFormatError
-from .store import DOCUMENTS_FILE, LENGTHS_FILE, RecordedStore, load_records
+from .records import DOCUMENTS_FILE, LENGTHS_FILE, load_records
+from .store import RecordedStore
 
-__all__ = ["EngineStore", "VectorSource"]
-
-VectorSource = Callable[[Sequence[str]], list[np.ndarray]]
-"""Token vectors of the given document ids, in that order (a backend's ``fetch_vectors``)."""
+__all__ = ["EngineStore"]
 
 
 class EngineStore(RecordedStore):
@@ -45,23 +46,16 @@ class EngineStore(RecordedStore):
     Parameters
     ----------
     dtype
-        The dtype vectors are handed out in (scoring computes in float32).
-    fetch
-        Where vectors come from; a loaded store gets it from :meth:`connect`.
+        The dtype the engine's vectors are checked into (scoring computes in float32).
     """
 
     name = "engine"
     holds_vectors = False
 
-    def __init__(self, dtype: StorageDtype = "float16", fetch: VectorSource | None = None) -> None:
+    def __init__(self, dtype: StorageDtype = "float16") -> None:
         super().__init__(dtype)
         self._lengths = np.zeros(0, dtype=np.int64)
         self._dim = 0
-        self._fetch = fetch
-
-    def connect(self, fetch: VectorSource) -> None:
-        """Fetch vectors through ``fetch`` from now on."""
-        self._fetch = fetch
 
     def __repr__(self) -> str:
         return f"EngineStore({len(self)} documents, {self.n_tokens} token vectors in the engine)"
@@ -81,30 +75,16 @@ class EngineStore(RecordedStore):
         """Bytes of token vectors held locally: none."""
         return 0
 
-    def vectors(self, positions: Sequence[int] | np.ndarray) -> list[np.ndarray]:
-        """The engine's vectors for the documents at ``positions`` (one fetch).
+    def token_counts(self, positions: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Token count of each document at ``positions`` (the engine holds the vectors)."""
+        return self._lengths[np.asarray(positions, dtype=np.int64)]
 
-        Raises
-        ------
-        IndexFormatError
-            If the engine's vectors disagree with the token counts stored here.
-        """
-        positions = np.asarray(positions, dtype=np.int64)
-        if not len(positions):
-            return []
-        if self._fetch is None:
-            raise RuntimeError("this EngineStore is not connected to an engine")
-        ids = [self._records.ids[p] for p in positions.tolist()]
-        fetched = [np.asarray(v, dtype=self._dtype) for v in self._fetch(ids)]
-        got = [v.shape for v in fetched]
-        expected = [(int(n), self._dim) for n in self._lengths[positions]]
-        if got != expected:
-            wrong = [i for i, g, e in zip(ids, got, expected, strict=False) if g != e] or ids
-            raise IndexFormatError(
-                f"the engine's vectors disagree with the index for {wrong[:5]}: "
-                "was the collection changed by another program? Add those documents again."
-            )
-        return fetched
+    def vectors(self, positions: Sequence[int] | np.ndarray) -> list[np.ndarray]:
+        """Refused: the vectors live in the engine (its backend returns or fetches them)."""
+        raise LookupError(
+            "this store keeps no token vectors (vectors='engine'): the index's backend "
+            "returns them with its candidates or fetches them (LateIndex.score)"
+        )
 
     def add(
         self,
@@ -140,7 +120,7 @@ class EngineStore(RecordedStore):
 
     @classmethod
     def load(cls, directory: Path, entry: Mapping[str, Any]) -> EngineStore:
-        """Read what :meth:`save` wrote; :meth:`connect` it to the engine before use."""
+        """Read what :meth:`save` wrote."""
         store = cls(entry.get("dtype", "float16"))
         store._records, store._lengths = load_records(directory, entry)
         store._dim = int(entry.get("dim", 0))

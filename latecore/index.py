@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,6 +24,7 @@ from ._validation import StorageDtype, check_count
 from .backends import Backend, SavedState, make_backend, reopen_backend
 from .encoder import BaseEncoder
 from .engine_store import EngineStore
+from .index_view import IndexView
 from .results import SearchHit
 from .searcher import Searcher, check_documents, check_ids, check_queries
 from .store import DocumentStore, MemoryStore, StoreView, check_vectors
@@ -33,12 +35,10 @@ __all__ = ["LateIndex"]
 class LateIndex(Searcher[SearchHit]):
     """Documents (ids, texts, metadata) searchable by exact MaxSim.
 
-    By default the token vectors of all documents are kept packed in one
-    matrix in memory (float16) and the ``exact`` backend scores a query with one
-    pass of GEMM blocks over it. The ``warp``, ``qdrant``, ``lancedb`` and
-    ``plaid`` backends pick candidates first; they are re-scored exactly from the store, so every
-    backend returns ``exact``'s scores for the documents it returns (see
-    "Scaling out" in the README for which to choose).
+    By default the token vectors are kept packed in memory (float16) and the
+    ``exact`` backend scores every document; the other backends pick candidates
+    first and re-score them exactly, so every backend returns ``exact``'s scores
+    for the documents it returns (docs/backends.md says which to choose).
 
     Parameters
     ----------
@@ -53,16 +53,12 @@ class LateIndex(Searcher[SearchHit]):
         The :class:`~latecore.store.DocumentStore` to keep documents in (it may
         already hold documents); default a new :class:`~latecore.store.MemoryStore`.
     vectors
-        Where token vectors live: ``"local"`` (default: in the store, fast exact
-        re-scoring) or ``"engine"`` (only in the engine of a ``qdrant`` or
-        ``lancedb`` backend, e.g. a Qdrant cluster: no local copy; re-scoring
-        and :meth:`score` fetch the vectors they need; see
+        ``"local"`` (default: in the store) or ``"engine"`` (only in the engine
+        of a ``qdrant`` or ``lancedb`` backend: no local copy; see
         :class:`~latecore.engine_store.EngineStore`).
     **backend_options
-        Passed to the backend: see :class:`~latecore.backends.warp.WarpBackend`,
-        :class:`~latecore.backends.qdrant.QdrantBackend`,
-        :class:`~latecore.backends.lancedb.LanceDBBackend` and
-        :class:`~latecore.backends.plaid.PlaidBackend`.
+        Passed to the backend (``WarpBackend``, ``QdrantBackend``,
+        ``LanceDBBackend``, ``PlaidBackend`` in :mod:`latecore.backends`).
 
     Examples
     --------
@@ -91,12 +87,11 @@ class LateIndex(Searcher[SearchHit]):
         if vectors not in ("local", "engine"):
             raise ValueError(f"vectors must be 'local' or 'engine', got {vectors!r}")
         chosen = make_backend(backend, **backend_options)
-        if vectors == "engine":
-            if store is not None:
-                chosen.close()
-                raise ValueError("pass either store= or vectors='engine', not both")
-            store = EngineStore(dtype)
-        store = MemoryStore(dtype) if store is None else store
+        if vectors == "engine" and store is not None:
+            chosen.close()
+            raise ValueError("pass either store= or vectors='engine', not both")
+        if store is None:
+            store = EngineStore(dtype) if vectors == "engine" else MemoryStore(dtype)
         self._setup(encoder, store, chosen, None)
 
     def _setup(
@@ -106,14 +101,12 @@ class LateIndex(Searcher[SearchHit]):
         backend: Backend,
         saved: SavedState | None,
     ) -> None:
-        if isinstance(store, EngineStore):
-            if not backend.serves_vectors:
-                backend.close()
-                raise ValueError(
-                    f"the {backend.name!r} backend cannot hold the token vectors; "
-                    "vectors='engine' needs backend='qdrant' or 'lancedb'"
-                )
-            store.connect(backend.fetch_vectors)
+        if not store.holds_vectors and not backend.serves_vectors:
+            backend.close()
+            raise ValueError(
+                f"the {backend.name!r} backend cannot hold the token vectors; "
+                "vectors='engine' needs backend='qdrant' or 'lancedb'"
+            )
         self.encoder = encoder
         self._store = store
         self._lock = threading.RLock()
@@ -155,23 +148,28 @@ class LateIndex(Searcher[SearchHit]):
         return list(self._store.ids)
 
     def build(self) -> None:
-        """Build the backend's search structure now, not at the next search (``plaid``: a
-        snapshot of every document, worth it after a bulk :meth:`add`)."""
+        """Build the backend's search structure now (worth it after a bulk :meth:`add`)."""
         with self._lock:
             self._backend.build(self._store)
 
     def close(self) -> None:
-        """Release the backend's clients and temporary files (idempotent); a closed
-        ``plaid`` or ``qdrant`` index must not be searched again."""
+        """Release the backend's clients and temporary files (idempotent; not searchable after)."""
         with self._lock:
             self._backend.close()
+
+    @contextmanager
+    def view(self) -> Iterator[IndexView]:
+        """The index by position, consistent while the ``with`` block runs (the lock is
+        held): for searchers built on an index (:mod:`latecore.index_view`)."""
+        with self._lock:
+            yield IndexView(self._store, self._backend)
 
     def get(self, ids: Sequence[str]) -> list[SearchHit]:
         """Stored documents for ``ids`` (unknown ids are skipped), with score 0."""
         wanted = check_ids(ids, "get")
-        with self._lock:
+        with self.view() as view:
             found = [p for i in wanted if (p := self._store.find(i)) is not None]
-            return self._hits(found, [0.0] * len(found))
+            return view.hits(found, [0.0] * len(found))
 
     def add(
         self,
@@ -188,15 +186,14 @@ class LateIndex(Searcher[SearchHit]):
         with self._lock:
             check_vectors(vectors, self._store.dim if len(self) else 0)
             # The backend first: if it fails, the store is unchanged.
-            self._backend.add(new_ids, vectors, texts, metas)
+            self._backend.add(new_ids, texts, metas, vectors)
             self._store.add(new_ids, texts, metas, vectors)
         return new_ids
 
     def delete(self, ids: Sequence[str]) -> int:
         """Remove documents by id; unknown ids are ignored. Returns how many were removed."""
-        wanted = check_ids(ids)
         with self._lock:
-            present = list(dict.fromkeys(i for i in wanted if i in self._store))
+            present = list(dict.fromkeys(i for i in check_ids(ids) if i in self._store))
             if not present:
                 return 0
             self._backend.delete(present)
@@ -220,18 +217,9 @@ class LateIndex(Searcher[SearchHit]):
     def search_vectors(self, queries: Sequence[np.ndarray], k: int = 10) -> list[list[SearchHit]]:
         """:meth:`search_batch` for queries already encoded by :attr:`encoder`."""
         check_count(k, "k")
-        if not len(self) or k == 0:
-            return [[] for _ in queries]
-        with self._lock:
-            rankings = self._backend.search(self._store, queries, k)
-            return [self._hits(r.positions, r.scores.tolist()) for r in rankings]
-
-    def _hits(self, positions: Sequence[int] | np.ndarray, scores: list[float]) -> list[SearchHit]:
-        documents = self._store.documents(positions)
-        return [
-            SearchHit(doc.id, float(score), doc.text, dict(doc.metadata))
-            for doc, score in zip(documents, scores, strict=True)
-        ]
+        with self.view() as view:
+            rankings = view.rank(queries, k)
+            return [view.hits(r.positions, r.scores.tolist()) for r in rankings]
 
     def score(self, query: str, ids: Sequence[str]) -> np.ndarray:
         """Exact MaxSim (float32) of ``query`` against the stored documents ``ids``, in
@@ -245,8 +233,7 @@ class LateIndex(Searcher[SearchHit]):
             raise ValueError(f"got {len(queries)} queries but {len(ids)} id lists")
         id_lists = [check_ids(i, "score") for i in ids]
         with self._lock:
-            for doc_ids in id_lists:
-                self._store.positions(doc_ids)  # unknown ids fail before any encoding
+            [self._store.positions(i) for i in id_lists]  # unknown ids fail before encoding
         wanted = [q for q, i in zip(queries, id_lists, strict=True) if i]
         encoded = iter(self.encoder.encode_queries(wanted) if wanted else [])
         vectors = [next(encoded) if i else np.zeros((0, 0), np.float32) for i in id_lists]
@@ -256,21 +243,16 @@ class LateIndex(Searcher[SearchHit]):
         self, queries: Sequence[np.ndarray], ids: Sequence[Sequence[str]]
     ) -> list[np.ndarray]:
         """:meth:`score_batch` for queries already encoded by :attr:`encoder`."""
-        empty = np.zeros(0, np.float32)
-        with self._lock:
-            store = self._store
-            pairs = zip(queries, ids, strict=True)
-            return [store.score([q], store.positions(i))[0] if i else empty for q, i in pairs]
+        with self.view() as view:
+            return view.score(queries, [view.positions(i) for i in ids])
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the index to directory ``path``, replacing what a previous save left there.
 
         The new index is written completely beside ``path`` and swapped in, so a
         crash leaves either the previous saved index or the new one, never a mix.
-        Vectors go to ``.npy``, documents to JSON lines (metadata must be
-        JSON-serialisable), settings to a JSON manifest: nothing is pickled. A
-        PLAID snapshot is copied into ``path/plaid``; a Qdrant collection stays
-        where it is (no API key is ever written).
+        Vectors go to ``.npy``, documents to JSON lines, settings to a JSON
+        manifest (never a secret): nothing is pickled (docs/guarantees.md).
 
         Raises
         ------

@@ -5,18 +5,20 @@ vectors. Two seams:
 
 - :class:`StoreView`, the read-only protocol that backends see: lookups between
   ids and *positions* (insertion order, renumbered when documents are removed),
-  the stored documents, their vectors, and exact MaxSim over any of them
-  (:meth:`StoreView.score`, :meth:`StoreView.rank`). Every final score in
-  latecore comes from :meth:`StoreView.rank` or :meth:`StoreView.score`.
+  the stored documents, their token counts and vectors, and exact MaxSim over
+  any of them (:meth:`StoreView.score`, :meth:`StoreView.rank`). Every final
+  score in latecore is exact MaxSim through :func:`rank_vectors` (which
+  :meth:`StoreView.rank` uses) or :class:`~latecore.maxsim.PackedDocuments`.
 - :class:`DocumentStore`, a view that can also change and persist: ``add``
   (an existing id is replaced), ``remove``, ``save`` and ``load``.
 
-Vectors are reached only through :meth:`StoreView.vectors`,
-:meth:`StoreView.packed`, :meth:`StoreView.score` and :meth:`StoreView.rank`, so
-a store may keep them elsewhere (in a search engine) and fetch the few a query
-needs. :class:`MemoryStore`, the default, keeps them packed end to end in one
+:class:`MemoryStore`, the default, keeps the vectors packed end to end in one
 matrix in memory (float16 by default), grown in place, so a search is one pass
-of GEMM blocks without any copy.
+of GEMM blocks without any copy. A store whose :attr:`~StoreView.holds_vectors`
+is ``False`` (:class:`~latecore.engine_store.EngineStore`) keeps none: the
+vectors live in the search engine, which returns them with its candidates, and
+:meth:`StoreView.checked_vectors` checks what an engine returns against the
+token counts stored here. A store never calls a backend.
 
 A view is consistent for as long as the store is not changed; a
 :class:`~latecore.index.LateIndex` serialises changes and searches with its lock.
@@ -38,7 +40,6 @@ Examples
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -49,6 +50,7 @@ import numpy as np
 from ._validation import StorageDtype, check_dtype
 from .errors import IndexFormatError
 from .maxsim import PackedDocuments, top_k
+from .records import DOCUMENTS_FILE, LENGTHS_FILE, DocumentRecords, StoredDocument, load_records
 
 __all__ = [
     "DocumentRecords",
@@ -60,19 +62,10 @@ __all__ = [
     "StoredDocument",
     "check_vectors",
     "load_records",
+    "rank_vectors",
 ]
 
 VECTORS_FILE = "vectors.npy"
-LENGTHS_FILE = "lengths.npy"
-DOCUMENTS_FILE = "documents.jsonl"
-
-
-class StoredDocument(NamedTuple):
-    """One stored document: id, text and metadata (the store's own dict: copy before changing)."""
-
-    id: str
-    text: str
-    metadata: Mapping[str, Any]
 
 
 class Ranking(NamedTuple):
@@ -101,6 +94,30 @@ class Ranking(NamedTuple):
         scores = np.concatenate([a.scores, b.scores]).astype(np.float32, copy=False)
         order = np.lexsort((positions, -scores))[:k]
         return cls(positions[order], scores[order])
+
+
+def rank_vectors(
+    query: np.ndarray,
+    positions: np.ndarray,
+    vectors: Sequence[np.ndarray],
+    k: int,
+    dtype: np.dtype[Any] | type = np.float32,
+) -> Ranking:
+    """Exact MaxSim of ``query`` over ``vectors`` (those of the documents at
+    ``positions``, sorted and unique); the best ``k``, ties by position.
+
+    Examples
+    --------
+    >>> query = np.array([[0.0, 1.0]], dtype=np.float32)
+    >>> vectors = [np.eye(2, dtype=np.float32), np.zeros((1, 2), dtype=np.float32)]
+    >>> rank_vectors(query, np.array([4, 7]), vectors, k=1).positions.tolist()
+    [4]
+    """
+    if not len(positions) or k == 0:
+        return Ranking.empty()
+    scores = PackedDocuments(vectors, dtype=dtype).score([query])[0]
+    order = top_k(scores, k)
+    return Ranking(np.asarray(positions, dtype=np.int64)[order], scores[order])
 
 
 class StoreView(ABC):
@@ -176,8 +193,41 @@ class StoreView(ABC):
         """The stored documents at ``positions``, in that order."""
 
     @abstractmethod
+    def token_counts(self, positions: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Number of token vectors (int64) of each document at ``positions``."""
+
+    @abstractmethod
     def vectors(self, positions: Sequence[int] | np.ndarray) -> list[np.ndarray]:
-        """Token vectors (storage dtype, read-only views where possible) at ``positions``."""
+        """Token vectors (storage dtype, read-only views where possible) at ``positions``.
+
+        Raises
+        ------
+        LookupError
+            If the store keeps no vectors (:attr:`holds_vectors` is ``False``).
+        """
+
+    def checked_vectors(
+        self, positions: Sequence[int] | np.ndarray, vectors: Sequence[Any]
+    ) -> list[np.ndarray]:
+        """``vectors`` an engine returned for the documents at ``positions``, in the
+        storage dtype, once their shapes agree with the stored token counts.
+
+        Raises
+        ------
+        IndexFormatError
+            Naming up to five documents whose vectors disagree with the index.
+        """
+        arrays = [np.asarray(v, dtype=self.dtype) for v in vectors]
+        expected = [(int(n), self.dim) for n in self.token_counts(positions)]
+        got = [a.shape for a in arrays]
+        if got != expected:
+            ids = [doc.id for doc in self.documents(positions)]
+            wrong = [i for i, g, e in zip(ids, got, expected, strict=False) if g != e] or ids
+            raise IndexFormatError(
+                f"the engine's vectors disagree with the index for {wrong[:5]}: "
+                "was the collection changed by another program? Add those documents again."
+            )
+        return arrays
 
     def packed(self, positions: Sequence[int] | np.ndarray | None = None) -> PackedDocuments:
         """The documents at ``positions`` (default: all) packed for scoring."""
@@ -207,9 +257,7 @@ class StoreView(ABC):
         unique = np.unique(np.asarray(positions, dtype=np.int64))
         if not len(unique) or k == 0:
             return Ranking.empty()
-        scores = self.score([query], unique)[0]
-        order = top_k(scores, k)
-        return Ranking(unique[order], scores[order])
+        return rank_vectors(query, unique, self.vectors(unique), k, self.dtype)
 
 
 class DocumentStore(StoreView):
@@ -279,99 +327,6 @@ def check_vectors(vectors: Sequence[np.ndarray], dim: int = 0) -> int:
     if len(dims) > 1:
         raise ValueError(f"vector dimensions differ: {sorted(dims)}")
     return dims.pop() if dims else dim
-
-
-class DocumentRecords:
-    """Ids, texts and metadata in position order: the part every store keeps locally.
-
-    The lists are replaced, never changed in place, so a sequence handed out
-    earlier stays what it was.
-
-    Examples
-    --------
-    >>> records = DocumentRecords()
-    >>> records.append(["a", "b"], ["first", "second"], [{}, {"n": 2}])
-    >>> records.ids, records.find("b")
-    (['a', 'b'], 1)
-    >>> records.keep(np.array([False, True])); records.ids, records.find("b")
-    (['b'], 0)
-    """
-
-    def __init__(self) -> None:
-        self.ids: list[str] = []
-        self.texts: list[str] = []
-        self.metadatas: list[dict[str, Any]] = []
-        self._positions: dict[str, int] = {}
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def find(self, doc_id: str) -> int | None:
-        """Position of ``doc_id``, or ``None``."""
-        return self._positions.get(doc_id)
-
-    def positions_of(self, ids: Sequence[str]) -> set[int]:
-        """Positions of those ``ids`` that are stored."""
-        return {p for i in ids if (p := self._positions.get(i)) is not None}
-
-    def documents(self, positions: Sequence[int] | np.ndarray) -> list[StoredDocument]:
-        """The records at ``positions``."""
-        return [
-            StoredDocument(self.ids[p], self.texts[p], self.metadatas[p])
-            for p in np.asarray(positions, dtype=np.int64).tolist()
-        ]
-
-    def append(
-        self, ids: Sequence[str], texts: Sequence[str], metadatas: Sequence[Mapping[str, Any]]
-    ) -> None:
-        """Add records at the end (ids not stored yet)."""
-        first = len(self.ids)
-        self.ids = [*self.ids, *(str(i) for i in ids)]
-        self.texts = [*self.texts, *texts]
-        self.metadatas = [*self.metadatas, *(dict(m) for m in metadatas)]
-        positions = dict(self._positions)
-        positions.update((doc_id, first + n) for n, doc_id in enumerate(ids))
-        self._positions = positions
-
-    def keep(self, mask: np.ndarray) -> None:
-        """Keep the records where ``mask`` is true (positions are renumbered)."""
-        self.ids = [d for d, k in zip(self.ids, mask, strict=True) if k]
-        self.texts = [t for t, k in zip(self.texts, mask, strict=True) if k]
-        self.metadatas = [m for m, k in zip(self.metadatas, mask, strict=True) if k]
-        self._positions = {doc_id: p for p, doc_id in enumerate(self.ids)}
-
-    def save(self, path: Path) -> None:
-        """Write the records as JSON lines.
-
-        Raises
-        ------
-        TypeError
-            If a metadata value is not JSON-serialisable (nothing is written then).
-        """
-        try:
-            lines = [
-                json.dumps({"id": i, "text": t, "metadata": m}, ensure_ascii=False) + "\n"
-                for i, t, m in zip(self.ids, self.texts, self.metadatas, strict=True)
-            ]
-        except TypeError as error:
-            raise TypeError(f"metadata must be JSON-serialisable to save: {error}") from error
-        with open(path, "w", encoding="utf-8") as f:
-            f.writelines(lines)
-
-    @classmethod
-    def load(cls, path: Path) -> DocumentRecords:
-        """Read records written by :meth:`save` (``OSError``/``ValueError`` if damaged)."""
-        with open(path, encoding="utf-8") as f:
-            lines = [json.loads(line) for line in f if line.strip()]
-        records = cls()
-        records.append(
-            [str(r["id"]) for r in lines],
-            [r["text"] for r in lines],
-            [r.get("metadata") or {} for r in lines],
-        )
-        if len(records._positions) != len(records.ids):
-            raise ValueError("an id appears twice")
-        return records
 
 
 class RecordedStore(DocumentStore):
@@ -469,6 +424,11 @@ class MemoryStore(RecordedStore):
         """Bytes of the stored token vectors (capacity not yet used excluded)."""
         return self.n_tokens * self.dim * self._dtype.itemsize
 
+    def token_counts(self, positions: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Token count of each document at ``positions``."""
+        positions = np.asarray(positions, dtype=np.int64)
+        return self._offsets[positions + 1] - self._offsets[positions]
+
     def vectors(self, positions: Sequence[int] | np.ndarray) -> list[np.ndarray]:
         """Views into the packed matrix (storage dtype)."""
         offsets = self._offsets
@@ -560,25 +520,3 @@ class MemoryStore(RecordedStore):
         store._offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         store._records = records
         return store
-
-
-def load_records(directory: Path, entry: Mapping[str, Any]) -> tuple[DocumentRecords, np.ndarray]:
-    """The records and per-document token counts of a saved store, checked against each other.
-
-    Raises
-    ------
-    IndexFormatError
-        If the files are missing or damaged, or disagree with each other or ``entry``.
-    """
-    try:
-        lengths = np.load(directory / LENGTHS_FILE, allow_pickle=False).astype(np.int64)
-        records = DocumentRecords.load(directory / DOCUMENTS_FILE)
-    except (OSError, ValueError) as error:
-        raise IndexFormatError(f"{directory} is damaged: {error}") from error
-    if (
-        len(records) != len(lengths)
-        or ("count" in entry and entry["count"] != len(records))
-        or (len(lengths) and lengths.min() < 1)
-    ):
-        raise IndexFormatError(f"{directory} is damaged: vectors and documents disagree")
-    return records, lengths

@@ -156,7 +156,7 @@ def test_lancedb_load_resynchronises_a_table_changed_behind_its_back(tmp_path: P
     backend = LanceDBBackend(uri=uri)
     try:
         backend.delete([ids[5]])
-        backend.add([ids[6], "stray"], [stray, stray], ["tampered", "stray"], [{}, {}])
+        backend.add([ids[6], "stray"], ["tampered", "stray"], [{}, {}], [stray, stray])
         assert backend.table.count_rows() == 60
     finally:
         backend.close()
@@ -195,7 +195,7 @@ def test_lancedb_vectors_held_by_the_table(tmp_path: Path) -> None:
         index.save(tmp_path / "saved")
     assert not (tmp_path / "saved" / "vectors.npy").exists()
     backend = LanceDBBackend(uri=uri)
-    backend.add(["stray"], exact.store.vectors([0]), ["stray"], [{}])
+    backend.add(["stray"], ["stray"], [{}], exact.store.vectors([0]))
     backend.close()
     with LateIndex.load(tmp_path / "saved", encoder) as loaded:
         assert row_count(loaded) == 50 and "stray" not in loaded
@@ -283,9 +283,9 @@ def test_lancedb_bad_settings_and_other_dimensions_are_refused(tmp_path: Path) -
         index.add(["a b c"], ids=["a"])
     other_dim = LanceDBBackend(uri=tmp_path / "db")
     with pytest.raises(ValueError, match="token dimension 16"):
-        other_dim.add(["x"], [np.ones((2, 16), dtype=np.float32)], ["x"], [{}])
+        other_dim.add(["x"], ["x"], [{}], [np.ones((2, 16), dtype=np.float32)])
     with pytest.raises(TypeError, match="not JSON-serialisable"):
-        other_dim.add(["x"], [np.ones((2, 32), dtype=np.float32)], ["x"], [{"s": {1, 2}}])
+        other_dim.add(["x"], ["x"], [{"s": {1, 2}}], [np.ones((2, 32), dtype=np.float32)])
     assert other_dim.table.count_rows() == 1
     other_dim.close()
 

@@ -188,7 +188,7 @@ def test_qdrant_load_resynchronises_an_engine_changed_behind_its_back(
     try:
         lost, changed = point_id(ids[5]), ids[6]
         backend._engine.delete([lost])
-        backend.add([changed, "stray"], [stray, stray], ["tampered", "stray"], [{}, {}])
+        backend.add([changed, "stray"], ["tampered", "stray"], [{}, {}], [stray, stray])
     finally:
         backend.close()
 
@@ -225,7 +225,7 @@ def test_qdrant_vectors_held_by_the_engine(
         index.save(tmp_path / "saved")
     backend = QdrantBackend(**where)
     stray = exact.store.vectors([0])
-    backend.add(["stray"], stray, ["stray"], [{}])
+    backend.add(["stray"], ["stray"], [{}], stray)
     backend.close()
     with LateIndex.load(tmp_path / "saved", encoder) as loaded:
         assert engine_count(loaded) == 50 and "stray" not in loaded
@@ -346,7 +346,7 @@ def test_qdrant_bad_settings_and_other_dimensions_are_refused(tmp_path: Path) ->
             QdrantBackend(path=tmp_path / "s")
     other_dim = QdrantBackend(path=tmp_path / "s")
     with pytest.raises(ValueError, match="holds vectors"):
-        other_dim.add(["x"], [np.ones((2, 16), dtype=np.float32)], ["x"], [{}])
+        other_dim.add(["x"], ["x"], [{}], [np.ones((2, 16), dtype=np.float32)])
     other_dim.close()
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")

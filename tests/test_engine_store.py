@@ -13,7 +13,7 @@ from latecore import LateIndex
 from latecore.backends import Backend, Ranking
 from latecore.engine_store import EngineStore
 from latecore.errors import IndexFormatError
-from latecore.store import StoreView
+from latecore.store import StoreView, rank_vectors
 from latecore.testing import FakeEncoder
 
 TEXTS = [
@@ -35,9 +35,9 @@ class DictEngine(Backend):
     def add(
         self,
         ids: Sequence[str],
-        vectors: Sequence[np.ndarray],
         texts: Sequence[str],
         metadatas: Sequence[Mapping[str, Any]],
+        vectors: Sequence[np.ndarray],
     ) -> None:
         self.held.update((i, np.array(v)) for i, v in zip(ids, vectors, strict=True))
 
@@ -50,7 +50,9 @@ class DictEngine(Backend):
         return [self.held[i] for i in ids]
 
     def search(self, store: StoreView, queries: Sequence[np.ndarray], k: int) -> list[Ranking]:
-        return [store.rank(q, np.arange(len(store)), k) for q in queries]
+        positions = np.arange(len(store))
+        held = store.checked_vectors(positions, self.fetch_vectors(list(store.ids)))
+        return [rank_vectors(q, positions, held, k, store.dtype) for q in queries]
 
 
 def test_engine_held_vectors_give_local_results_with_no_local_vectors(tmp_path: Path) -> None:

@@ -1,25 +1,28 @@
-"""The backend protocol behind :class:`~latecore.index.LateIndex`.
+"""The backend protocol behind :class:`~latecore.index.LateIndex`, and what backends share.
 
 A :class:`~latecore.index.LateIndex` keeps its documents in a store
 (:mod:`latecore.store`): ids, texts, metadata and, by default, every token
 vector. That store is the source of truth: :meth:`~latecore.index.LateIndex.get`,
 :meth:`~latecore.index.LateIndex.score` and :meth:`~latecore.index.LateIndex.save`
-read it, and a backend can always be rebuilt from it (with ``vectors="engine"``
-the store fetches the vectors from a backend that :attr:`Backend.serves_vectors`,
-:mod:`latecore.engine_store`). Backends see it only through the read-only
-:class:`~latecore.store.StoreView`. A backend decides which documents a query is
-scored against:
+read it, and a backend can always be rebuilt from it. Backends see it only
+through the read-only :class:`~latecore.store.StoreView`, and the store never
+calls a backend. A backend decides which documents a query is scored against:
 
 - ``exact`` scores every document (no extra state);
-- ``warp`` asks a WARP index (xtr-warp-rs) for candidates;
-- ``qdrant`` asks Qdrant's engine (an embedded qdrant-edge shard or a server):
-  a MUVERA vector under HNSW prefetches, MaxSim over the multivector ranks;
-- ``lancedb`` asks a LanceDB table's multivector search;
-- ``plaid`` asks a PLAID index (fast-plaid, for GPUs) for candidates.
+- the *snapshot* family (:mod:`latecore.backends.snapshot`): a built engine
+  index plus documents it does not hold yet: ``warp`` (xtr-warp-rs) and
+  ``plaid`` (fast-plaid, for GPUs);
+- the *mirror* family (:mod:`latecore.backends.mirror`): an engine holding a
+  copy of every document: ``qdrant`` (an embedded qdrant-edge shard or a
+  server: a MUVERA vector under HNSW prefetches, MaxSim over the multivector
+  ranks) and ``lancedb`` (a LanceDB table's multivector search). A mirror
+  engine can also be the only holder of the token vectors
+  (``LateIndex(..., vectors="engine")``, :attr:`Backend.serves_vectors`).
 
-Candidates are re-scored by exact MaxSim over the stored vectors
-(:meth:`~latecore.store.StoreView.rank`), so every backend returns the scores
-``exact`` would give the same documents; only *which* documents reach the top ``k`` can differ.
+Candidates are re-scored by exact MaxSim (:meth:`~latecore.store.StoreView.rank`,
+or over the vectors a mirror engine returned with them), so every backend
+returns the scores ``exact`` would give the same documents; only *which*
+documents reach the top ``k`` can differ.
 """
 
 from __future__ import annotations
@@ -63,8 +66,8 @@ class Backend(ABC):
     A LateIndex calls, under its lock: :meth:`attach` once (a new index, or one
     being loaded), :meth:`add` and :meth:`delete` *before* it changes its own
     store (so a backend failure leaves the index unchanged), :meth:`search` with
-    encoded queries, :meth:`build` on request, :meth:`save` when it saves, and
-    :meth:`close`.
+    encoded queries, :meth:`fetch_vectors` (engine-held vectors only),
+    :meth:`build` on request, :meth:`save` when it saves, and :meth:`close`.
     """
 
     name: ClassVar[str]
@@ -73,6 +76,11 @@ class Backend(ABC):
     serves_vectors: ClassVar[bool] = False
     """Whether :meth:`fetch_vectors` works, so the index may keep its token vectors
     in the engine only (``LateIndex(..., vectors="engine")``)."""
+
+    @property
+    def exact_scores(self) -> bool:
+        """Whether :meth:`search` returns exact MaxSim scores (every backend by default)."""
+        return True
 
     @property
     def options(self) -> dict[str, Any]:
@@ -97,11 +105,14 @@ class Backend(ABC):
     def add(
         self,
         ids: Sequence[str],
-        vectors: Sequence[np.ndarray],
         texts: Sequence[str],
         metadatas: Sequence[Mapping[str, Any]],
+        vectors: Sequence[np.ndarray],
     ) -> None:
-        """Index new documents; an id that is already indexed is replaced."""
+        """Index new documents; an id that is already indexed is replaced.
+
+        The arguments come in the order :meth:`~latecore.store.DocumentStore.add` takes them.
+        """
 
     @abstractmethod
     def delete(self, ids: Sequence[str]) -> None:
@@ -109,16 +120,23 @@ class Backend(ABC):
 
     @abstractmethod
     def search(self, store: StoreView, queries: Sequence[np.ndarray], k: int) -> list[Ranking]:
-        """The best ``k`` documents of ``store`` for each query (``k >= 1``, store not empty)."""
+        """The best ``k`` documents of ``store`` for each query (``k >= 1``, store not empty).
+
+        Scores are exact MaxSim (unless :attr:`exact_scores` is ``False``). When
+        the store keeps no vectors (``store.holds_vectors`` is ``False``), a
+        backend that :attr:`serves_vectors` scores the vectors its engine
+        returns with the candidates (checked by
+        :meth:`~latecore.store.StoreView.checked_vectors`), in the same request.
+        """
 
     def fetch_vectors(self, ids: Sequence[str]) -> list[np.ndarray]:
         """The token vectors the engine holds for ``ids`` (every id is indexed), in that order.
 
-        Backends with :attr:`serves_vectors` implement it; with
-        ``vectors="engine"`` the index's store calls it for exact re-scoring,
-        :meth:`~latecore.index.LateIndex.score` and saving nothing locally. When the
-        store does not hold vectors (``store.holds_vectors`` is ``False``),
-        :meth:`attach` must not read them from the store to re-synchronise.
+        Backends with :attr:`serves_vectors` implement it. With
+        ``vectors="engine"`` it is the one way the index reaches vectors outside
+        a search (:meth:`~latecore.index.LateIndex.score`, the candidates a
+        hybrid searcher's BM25 stage adds); :meth:`attach` must not read vectors
+        from such a store to re-synchronise.
         """
         raise NotImplementedError(f"the {self.name!r} backend does not hold token vectors")
 
@@ -127,9 +145,9 @@ class Backend(ABC):
         documents = store.documents(positions)
         self.add(
             [doc.id for doc in documents],
-            store.vectors(positions),
             [doc.text for doc in documents],
             [doc.metadata for doc in documents],
+            store.vectors(positions),
         )
 
     def build(self, store: StoreView) -> None:  # noqa: B027
@@ -143,12 +161,19 @@ class Backend(ABC):
         """Release clients, files and temporary directories (idempotent)."""
 
 
-def working_folder(owner: object, folder: str | Path | None, prefix: str) -> tuple[Path, Any]:
+def working_folder(
+    owner: object,
+    folder: str | Path | None,
+    prefix: str,
+    release: Callable[[], object] | None = None,
+) -> tuple[Path, weakref.finalize]:
     """A backend's working folder, and the finalizer that removes it if latecore made it.
 
     ``folder`` is created if missing and never removed; without one a new
     temporary directory is made, removed when the finalizer is called (on
-    ``close``) or when ``owner`` is garbage-collected.
+    ``close``) or when ``owner`` is garbage-collected. ``release`` (closing an
+    engine that has files open in the folder) runs first, either way; it must
+    not refer to ``owner``.
 
     Examples
     --------
@@ -163,10 +188,17 @@ def working_folder(owner: object, folder: str | Path | None, prefix: str) -> tup
     """
     if folder is None:
         root = Path(tempfile.mkdtemp(prefix=prefix))
-        return root, weakref.finalize(owner, shutil.rmtree, root, ignore_errors=True)
-    root = Path(folder)
-    root.mkdir(parents=True, exist_ok=True)
-    return root, weakref.finalize(owner, lambda: None)
+    else:
+        root = Path(folder)
+        root.mkdir(parents=True, exist_ok=True)
+    return root, weakref.finalize(owner, _release_folder, release, root if folder is None else None)
+
+
+def _release_folder(release: Callable[[], object] | None, temporary: Path | None) -> None:
+    if release is not None:
+        release()
+    if temporary is not None:
+        shutil.rmtree(temporary, ignore_errors=True)
 
 
 def document_digest(

@@ -35,9 +35,9 @@ class ExactBackend(Backend):
     def add(
         self,
         ids: Sequence[str],
-        vectors: Sequence[np.ndarray],
         texts: Sequence[str],
         metadatas: Sequence[Mapping[str, Any]],
+        vectors: Sequence[np.ndarray],
     ) -> None:
         """Nothing to do: the LateIndex stores the vectors."""
 

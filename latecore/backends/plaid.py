@@ -33,10 +33,8 @@ from __future__ import annotations
 
 import functools
 import logging
-import shutil
 import threading
-import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +42,7 @@ import numpy as np
 
 from .._validation import check_count, check_optional_count, check_positive
 from ..store import StoreView
-from .base import Backend, Ranking, SavedState, working_folder
+from .snapshot import SnapshotBackend
 
 if TYPE_CHECKING:
     from fast_plaid.search import FastPlaid
@@ -53,8 +51,6 @@ __all__ = ["PlaidBackend"]
 
 logger = logging.getLogger(__name__)
 
-_SNAPSHOT_DIR = "plaid"
-_IDS_FILE = "plaid-ids.json"
 _KMEANS_PATCH_LOCK = threading.Lock()
 
 
@@ -69,7 +65,7 @@ def _import_fast_plaid() -> Any:
     return search
 
 
-class PlaidBackend(Backend):
+class PlaidBackend(SnapshotBackend):
     """PLAID candidate generation over a LateIndex; exact MaxSim final scores.
 
     Parameters
@@ -85,7 +81,7 @@ class PlaidBackend(Backend):
         fast-plaid build settings. ``num_partitions`` (the number of centroids)
         defaults to fast-plaid's ``2**floor(log2(16 * sqrt(n_tokens)))``, which
         is what dominates build time on a CPU; a quarter of that builds about
-        four times faster at a small cost in recall (see ``benchmarks/``).
+        four times faster at a small cost in recall (docs/benchmarks.md).
     rebuild_min, rebuild_fraction
         Pending + stale documents tolerated before the next search rebuilds.
     device
@@ -104,6 +100,7 @@ class PlaidBackend(Backend):
     """
 
     name = "plaid"
+    saved_ignore = ("plaid.lock",)
 
     def __init__(
         self,
@@ -129,6 +126,7 @@ class PlaidBackend(Backend):
         if rebuild_fraction < 0:
             raise ValueError(f"rebuild_fraction must not be negative, got {rebuild_fraction!r}")
         self._search_module = _import_fast_plaid()
+        super().__init__(index_folder)
         self._settings: dict[str, Any] = {
             "n_candidates": n_candidates,
             "n_ivf_probe": n_ivf_probe,
@@ -143,14 +141,6 @@ class PlaidBackend(Backend):
             "rebuild_fraction": rebuild_fraction,
         }
         self.device = device
-        self._root, self._cleanup = working_folder(self, index_folder, "latecore-plaid-")
-        self._plaid: FastPlaid | None = None
-        self._snapshot_dir: Path | None = None
-        self._owns_snapshot = False
-        self._snapshot_ids: list[str] = []
-        self._in_snapshot: set[str] = set()
-        self._stale: set[str] = set()
-        self._pending: dict[str, None] = {}
 
     @property
     def options(self) -> dict[str, Any]:
@@ -160,94 +150,37 @@ class PlaidBackend(Backend):
     @property
     def snapshot_size(self) -> int:
         """Documents in the current PLAID snapshot (stale ones included)."""
-        return len(self._snapshot_ids)
-
-    @property
-    def pending(self) -> int:
-        """Documents added since the snapshot was built (scored exactly until a rebuild)."""
-        return len(self._pending)
+        return self._passage_count
 
     def __repr__(self) -> str:
         return (
             f"PlaidBackend(snapshot={self.snapshot_size}, pending={self.pending}, "
-            f"stale={len(self._stale)})"
+            f"stale={self.stale})"
         )
-
-    def attach(self, store: StoreView, saved: SavedState | None) -> None:
-        """Open the saved snapshot if there is one, else treat every document as pending."""
-        self._pending = dict.fromkeys(store.ids)
-        if saved is None or not saved.state.get("snapshot"):
-            return
-        import json
-
-        directory = saved.directory / _SNAPSHOT_DIR
-        try:
-            ids = json.loads((saved.directory / _IDS_FILE).read_text(encoding="utf-8"))
-            if not (directory / "metadata.json").is_file():
-                raise OSError("metadata.json is missing")
-        except (OSError, ValueError):
-            logger.warning("PLAID snapshot in %s is unreadable; it will be rebuilt", directory)
-            return
-        self._open_snapshot(directory, [str(i) for i in ids], owned=False)
-        self._stale = {str(i) for i in saved.state.get("stale", [])} & self._in_snapshot
-        live = set(store.ids)
-        self._stale |= self._in_snapshot - live
-        self._pending = {
-            i: None for i in store.ids if i not in self._in_snapshot or i in self._stale
-        }
-
-    def add(
-        self,
-        ids: Sequence[str],
-        vectors: Sequence[np.ndarray],
-        texts: Sequence[str],
-        metadatas: Sequence[Mapping[str, Any]],
-    ) -> None:
-        """Mark documents pending (a replaced one's snapshot entry becomes stale)."""
-        for doc_id in ids:
-            if doc_id in self._in_snapshot:
-                self._stale.add(doc_id)
-            self._pending[doc_id] = None
-
-    def delete(self, ids: Sequence[str]) -> None:
-        """Drop pending documents; mark snapshot entries stale (filtered until a rebuild)."""
-        for doc_id in ids:
-            self._pending.pop(doc_id, None)
-            if doc_id in self._in_snapshot:
-                self._stale.add(doc_id)
 
     def needs_rebuild(self) -> bool:
         """Whether pending + stale documents exceed the rebuild threshold."""
         threshold = max(
             self._settings["rebuild_min"],
-            self._settings["rebuild_fraction"] * len(self._snapshot_ids),
+            self._settings["rebuild_fraction"] * self._passage_count,
         )
-        return len(self._pending) + len(self._stale) > threshold
+        return len(self._pending) + self.stale > threshold
 
-    def build(self, store: StoreView) -> None:
-        """Build a new snapshot of every document in ``store`` (replacing the current one).
+    def needs_build(self, store: StoreView) -> bool:
+        """:meth:`needs_rebuild` (also before the first snapshot: every document is pending)."""
+        return self.needs_rebuild()
 
-        Through a LateIndex: ``index.build()``; otherwise the next search
-        does it when :meth:`needs_rebuild`.
-        """
-        if not len(store):
-            self._drop_snapshot()
-            self._pending = {}
-            self._stale = set()
-            return
+    # --- the engine calls -----------------------------------------------------------------
+
+    def _create(self, directory: Path, vectors: list[np.ndarray]) -> FastPlaid:
         import torch
         from fast_plaid.search import fast_plaid as fast_plaid_module
 
-        documents = [
-            torch.from_numpy(np.ascontiguousarray(v, dtype=np.float16))
-            for v in store.vectors(np.arange(len(store)))
-        ]
-        directory = self._root / f"snapshot-{uuid.uuid4().hex[:12]}"
+        documents = [torch.from_numpy(np.ascontiguousarray(v, dtype=np.float16)) for v in vectors]
         plaid = self._search_module.FastPlaid(
             index=str(directory), device=self.device, low_memory=False
         )
         settings = self._settings
-        logger.info("building a PLAID snapshot of %d documents in %s", len(documents), directory)
         with _KMEANS_PATCH_LOCK, torch.random.fork_rng(devices=[]):
             # fast-plaid samples k-means points with torch's global generator:
             # seed it so that the same corpus always gives the same snapshot.
@@ -271,98 +204,31 @@ class PlaidBackend(Backend):
                 )
             finally:
                 fast_plaid_module.compute_kmeans = original
-        self._drop_snapshot()
-        self._plaid = plaid
-        self._snapshot_dir = directory
-        self._owns_snapshot = True
-        self._snapshot_ids = list(store.ids)
-        self._in_snapshot = set(self._snapshot_ids)
-        self._stale = set()
-        self._pending = {}
+        return plaid
 
-    def search(self, store: StoreView, queries: Sequence[np.ndarray], k: int) -> list[Ranking]:
-        """PLAID candidates plus pending documents, re-scored exactly; the best ``k``."""
-        if self.needs_rebuild():
-            self.build(store)
-        pending = np.sort(store.positions(list(self._pending)))
-        # Pending documents are the same for every query: score them once, in full.
-        pending_scores = store.score(queries, pending)
-        if self._plaid is None:
-            candidates: list[list[int]] = [[] for _ in queries]
-        else:
-            candidates = self._candidates(store, queries, k)
-        return [
-            Ranking.merge(store.rank(query, positions, k), Ranking(pending, scores), k)
-            for query, positions, scores in zip(queries, candidates, pending_scores, strict=True)
-        ]
+    def _open(self, directory: Path) -> FastPlaid:
+        return self._search_module.FastPlaid(
+            index=str(directory), device=self.device, low_memory=False
+        )
 
-    def _candidates(
-        self, store: StoreView, queries: Sequence[np.ndarray], k: int
-    ) -> list[list[int]]:
+    def _free(self, engine: FastPlaid) -> None:
+        engine.close()
+
+    def _check_saved(self, directory: Path, store: StoreView) -> None:
+        if not (directory / "metadata.json").is_file():
+            raise OSError("metadata.json is missing")
+
+    def _query(self, engine: FastPlaid, queries: Sequence[np.ndarray], k: int) -> list[list[int]]:
         import torch
 
-        assert self._plaid is not None
         wanted = self._settings["n_candidates"] or max(4 * k, 100)
-        wanted += min(len(self._stale), wanted)
-        results = self._plaid.search(
+        wanted += min(self.stale, wanted)
+        results = engine.search(
             queries_embeddings=[torch.from_numpy(np.asarray(q, dtype=np.float32)) for q in queries],
-            top_k=min(wanted, len(self._snapshot_ids)),
+            top_k=min(wanted, self._passage_count),
             n_ivf_probe=self._settings["n_ivf_probe"],
             n_full_scores=max(self._settings["n_full_scores"], wanted),
             show_progress=False,
             n_processes=1,
         )
-        candidates = []
-        for result in results:
-            ids = (self._snapshot_ids[plaid_id] for plaid_id, _ in result)
-            candidates.append([store.position(i) for i in ids if i not in self._stale])
-        return candidates
-
-    def save(self, directory: Path) -> dict[str, Any]:
-        """Copy the snapshot into ``directory/plaid``; stale ids go to the manifest."""
-        import json
-
-        target = directory / _SNAPSHOT_DIR
-        if self._snapshot_dir is None:
-            shutil.rmtree(target, ignore_errors=True)
-            (directory / _IDS_FILE).unlink(missing_ok=True)
-            return {"snapshot": False}
-        if self._snapshot_dir.resolve() != target.resolve():
-            partial = directory / f".{_SNAPSHOT_DIR}.partial"
-            shutil.rmtree(partial, ignore_errors=True)
-            shutil.copytree(
-                self._snapshot_dir, partial, ignore=shutil.ignore_patterns("plaid.lock")
-            )
-            shutil.rmtree(target, ignore_errors=True)
-            partial.replace(target)
-        ids_partial = directory / f".{_IDS_FILE}.partial"
-        ids_partial.write_text(json.dumps(self._snapshot_ids), encoding="utf-8")
-        ids_partial.replace(directory / _IDS_FILE)
-        return {"snapshot": True, "stale": sorted(self._stale)}
-
-    def close(self) -> None:
-        """Release the snapshot and remove the temporary folder (if latecore made it)."""
-        self._drop_snapshot()
-        self._cleanup()
-
-    def _open_snapshot(self, directory: Path, ids: list[str], *, owned: bool) -> None:
-        plaid = self._search_module.FastPlaid(
-            index=str(directory), device=self.device, low_memory=False
-        )
-        self._drop_snapshot()
-        self._plaid = plaid
-        self._snapshot_dir = directory
-        self._owns_snapshot = owned
-        self._snapshot_ids = ids
-        self._in_snapshot = set(ids)
-
-    def _drop_snapshot(self) -> None:
-        if self._plaid is not None:
-            self._plaid.close()
-        if self._owns_snapshot and self._snapshot_dir is not None:
-            shutil.rmtree(self._snapshot_dir, ignore_errors=True)
-        self._plaid = None
-        self._snapshot_dir = None
-        self._owns_snapshot = False
-        self._snapshot_ids = []
-        self._in_snapshot = set()
+        return [[int(plaid_id) for plaid_id, _ in result] for result in results]

@@ -42,10 +42,8 @@ import contextlib
 import json
 import logging
 import math
-import shutil
 import threading
-import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,8 +52,7 @@ import numpy as np
 from .._validation import check_count, check_optional_count, check_positive
 from ..base_encoder import progress_enabled
 from ..store import StoreView
-from .base import Backend, Ranking, SavedState, working_folder
-from .exact import ExactBackend
+from .snapshot import SnapshotBackend
 
 if TYPE_CHECKING:
     import torch
@@ -65,8 +62,6 @@ __all__ = ["WarpBackend", "default_partitions"]
 
 logger = logging.getLogger(__name__)
 
-_INDEX_DIR = "warp"
-_IDS_FILE = "warp-ids.json"
 _POINTS_PER_CENTROID = 64
 """Token vectors per centroid that the default k-means document sample aims at."""
 _NO_CENTROID_GROWTH = 2**62
@@ -124,11 +119,6 @@ def _quiet() -> Iterator[None]:
             each.removeFilter(chatter)
 
 
-def _engine_failed(error: BaseException) -> bool:
-    """Whether ``error`` is an engine failure (a Rust panic is a ``BaseException``)."""
-    return not isinstance(error, (KeyboardInterrupt, SystemExit, GeneratorExit))
-
-
 def default_partitions(n_tokens: int) -> int:
     """The default number of WARP centroids for ``n_tokens`` token vectors.
 
@@ -173,7 +163,7 @@ def _tensors(vectors: Sequence[np.ndarray]) -> list[torch.Tensor]:
     return tensors
 
 
-class WarpBackend(Backend):
+class WarpBackend(SnapshotBackend):
     """WARP candidate generation (xtr-warp-rs) over a LateIndex; exact MaxSim final scores.
 
     Parameters
@@ -183,13 +173,11 @@ class WarpBackend(Backend):
     n_candidates
         WARP results re-scored exactly per query (at least ``k``). WARP's own
         ranking is approximate: re-scoring more of it is the cheap way to
-        recall (``benchmarks/bench_backends.py``, 100k documents, 2 CPU cores,
-        ``nprobe=8``: 100 -> 91%, 200 -> 95%, 400 -> 97.5% of the exact top 10
-        at 24-26 ms per query, exact MaxSim ~480 ms).
+        recall.
     nprobe
         Centroids probed per query token: more finds more of the exact top 10
-        and costs time (same run, 400 candidates: 8 -> 97.5%, 16 -> 99.0%,
-        32 -> 99.6% at 26, 39 and 62 ms per query).
+        and costs time. The defaults of both come from the 100k benchmark, whose
+        recall and latency curve is in docs/benchmarks.md.
     num_threads
         Threads of one WARP search on a CPU.
     t_prime, bound, max_candidates
@@ -233,6 +221,8 @@ class WarpBackend(Backend):
     """
 
     name = "warp"
+    incremental = True
+    min_build_tokens = _MIN_BUILD_TOKENS
 
     def __init__(
         self,
@@ -284,6 +274,7 @@ class WarpBackend(Backend):
         if not isinstance(device, str) or device.split(":")[0] not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda' ('cuda:N'), got {device!r}")
         self._warp_class = _import_xtr_warp()
+        super().__init__(index_folder)
         self._settings: dict[str, Any] = {
             "n_candidates": n_candidates,
             "nprobe": nprobe,
@@ -301,209 +292,33 @@ class WarpBackend(Backend):
             "compact_threshold": compact_threshold,
         }
         self.device = device
-        self._root, self._cleanup = working_folder(self, index_folder, "latecore-warp-")
-        self._warp: XTRWarp | None = None
-        self._dir: Path | None = None
-        self._owned = False
-        self._ids: dict[int, str] = {}
-        self._pids: dict[str, int] = {}
-        self._pending: dict[str, None] = {}
-        self._built_size = 0
 
     @property
     def options(self) -> dict[str, Any]:
         """The search and build settings (saved with the index; not the folder or device)."""
         return dict(self._settings)
 
-    @property
-    def indexed(self) -> int:
-        """Documents WARP holds (live passages it knows the latecore id of)."""
-        return len(self._pids)
-
-    @property
-    def pending(self) -> int:
-        """Documents WARP does not hold, scored exactly at every search."""
-        return len(self._pending)
-
-    @property
-    def index_dir(self) -> Path | None:
-        """The WARP index directory searched now (``None`` before the first build)."""
-        return self._dir
-
     def __repr__(self) -> str:
         return f"WarpBackend(indexed={self.indexed}, pending={self.pending})"
-
-    def attach(self, store: StoreView, saved: SavedState | None) -> None:
-        """Open the saved WARP index if there is one, else treat every document as pending."""
-        self._pending = dict.fromkeys(store.ids)
-        if saved is None or not saved.state.get("built"):
-            return
-        directory = saved.directory / _INDEX_DIR
-        try:
-            mapping = self._read_mapping(saved.directory / _IDS_FILE)
-            metadata = json.loads((directory / "metadata.json").read_text(encoding="utf-8"))
-            if len(store) and metadata.get("dim") != store.dim:
-                raise ValueError(f"dimension {metadata.get('dim')} is not {store.dim}")
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            logger.warning(
-                "WARP index in %s is unusable (%s); it will be rebuilt", directory, error
-            )
-            return
-        unknown = [i for i in mapping.values() if i not in store]
-        if unknown:
-            logger.warning(
-                "WARP index in %s holds %d documents the index does not (%s); it will be rebuilt",
-                directory,
-                len(unknown),
-                unknown[:5],
-            )
-            return
-        try:
-            self._open(directory, owned=False)
-        except BaseException as error:
-            if not _engine_failed(error):
-                raise
-            logger.warning(
-                "WARP index in %s does not load (%s); it will be rebuilt", directory, error
-            )
-            return
-        self._ids = mapping
-        self._pids = {doc_id: pid for pid, doc_id in mapping.items()}
-        self._pending = {i: None for i in store.ids if i not in self._pids}
-        self._built_size = int(saved.state.get("built_size") or len(mapping))
-
-    @staticmethod
-    def _read_mapping(path: Path) -> dict[int, str]:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        pids, ids = data["passage_ids"], data["ids"]
-        if len(pids) != len(ids) or len(set(pids)) != len(pids) or len(set(ids)) != len(ids):
-            raise ValueError("passage ids and document ids do not pair up one to one")
-        if not all(isinstance(p, int) for p in pids) or not all(isinstance(i, str) for i in ids):
-            raise ValueError("passage ids must be integers and document ids strings")
-        return dict(zip(pids, ids, strict=True))
-
-    def add(
-        self,
-        ids: Sequence[str],
-        vectors: Sequence[np.ndarray],
-        texts: Sequence[str],
-        metadatas: Sequence[Mapping[str, Any]],
-    ) -> None:
-        """Add new documents to WARP and update replaced ones in place.
-
-        Before the first build, and for documents still pending, nothing goes to
-        WARP. If WARP fails, the documents become pending (logged), so they are
-        still found.
-        """
-        if self._warp is None:
-            self._pending.update(dict.fromkeys(ids))
-            return
-        new = [n for n, i in enumerate(ids) if i not in self._pids and i not in self._pending]
-        replaced = [n for n, i in enumerate(ids) if i in self._pids]
-        try:
-            self._write(
-                [ids[n] for n in new],
-                [vectors[n] for n in new],
-                [self._pids[ids[n]] for n in replaced],
-                [vectors[n] for n in replaced],
-            )
-        except BaseException as error:
-            if not _engine_failed(error):
-                raise
-            logger.warning(
-                "WARP could not index %d documents (%s); they are scored exactly "
-                "until the next build",
-                len(new) + len(replaced),
-                error,
-            )
-            for n in [*new, *replaced]:
-                self._forget(ids[n])
-                self._pending[ids[n]] = None
-
-    def _write(
-        self,
-        new_ids: list[str],
-        new_vectors: list[np.ndarray],
-        pids: list[int],
-        replacements: list[np.ndarray],
-    ) -> None:
-        if not new_ids and not pids:
-            return
-        warp = self._writable()
-        show = progress_enabled(None)
-        with _quiet():
-            if pids:
-                warp.update(pids, _tensors(replacements), show_progress=show)
-            if new_ids:
-                new_pids = warp.add(
-                    _tensors(new_vectors), min_outliers=_NO_CENTROID_GROWTH, show_progress=show
-                )
-                if len(new_pids) != len(new_ids):
-                    raise RuntimeError(
-                        f"WARP returned {len(new_pids)} passage ids for {len(new_ids)} documents"
-                    )
-                for pid, doc_id in zip(new_pids, new_ids, strict=True):
-                    self._ids[int(pid)] = doc_id
-                    self._pids[doc_id] = int(pid)
-
-    def delete(self, ids: Sequence[str]) -> None:
-        """Tombstone documents in WARP (they are never returned again, even if that fails)."""
-        pids = []
-        for doc_id in ids:
-            self._pending.pop(doc_id, None)
-            if doc_id in self._pids:
-                pids.append(self._pids[doc_id])
-                self._forget(doc_id)
-        if not pids:
-            return
-        try:
-            with _quiet():
-                self._writable().delete(pids, self._settings["compact_threshold"])
-        except BaseException as error:
-            if not _engine_failed(error):
-                raise
-            logger.warning("WARP could not delete %d passages (%s)", len(pids), error)
-
-    def _forget(self, doc_id: str) -> None:
-        pid = self._pids.pop(doc_id, None)
-        if pid is not None:
-            del self._ids[pid]
 
     def needs_build(self, store: StoreView) -> bool:
         """Whether the next search (re)builds: see the module's life cycle."""
         settings = self._settings
-        if self._warp is None:
+        if not self.built:
             return len(store) >= settings["build_min"] and store.n_tokens >= _MIN_BUILD_TOKENS
         growth = settings["rebuild_growth"]
         grown = growth is not None and len(store) >= growth * max(self._built_size, 1)
         return grown or len(self._pending) > settings["build_min"]
 
-    def build(self, store: StoreView) -> None:
-        """Build a WARP index of every document in ``store`` (replacing the current one).
+    # --- the engine calls -----------------------------------------------------------------
 
-        Through a LateIndex: ``index.build()``; otherwise the first search at or
-        past ``build_min`` documents does it. Below 1,024 token vectors nothing
-        is built (search stays exact).
-        """
-        if store.n_tokens < _MIN_BUILD_TOKENS:
-            self._release()
-            self._ids, self._pids, self._pending = {}, {}, dict.fromkeys(store.ids)
-            self._built_size = 0
-            return
-        vectors = store.vectors(np.arange(len(store)))
+    def _create(self, directory: Path, vectors: list[np.ndarray]) -> XTRWarp:
         lengths = np.array([v.shape[0] for v in vectors], dtype=np.int64)
         settings = self._settings
         partitions, samples = _kmeans_plan(
             lengths, settings["num_partitions"], settings["n_samples_kmeans"]
         )
-        directory = self._root / f"warp-{uuid.uuid4().hex[:12]}"
-        logger.info(
-            "building a WARP index of %d documents (%d centroids, k-means on %d) in %s",
-            len(store),
-            partitions,
-            samples,
-            directory,
-        )
+        logger.info("WARP: %d centroids, k-means on %d documents", partitions, samples)
         warp = self._warp_class(str(directory), device=self.device)
         try:
             with _quiet():
@@ -520,41 +335,51 @@ class WarpBackend(Backend):
                 self._load(warp)
         except BaseException:
             warp.free()
-            shutil.rmtree(directory, ignore_errors=True)
             raise
-        self._release()
-        self._warp, self._dir, self._owned = warp, directory, True
-        self._ids = dict(enumerate(store.ids))
-        self._pids = {doc_id: pid for pid, doc_id in self._ids.items()}
-        self._pending = {}
-        self._built_size = len(store)
+        return warp
 
-    def search(self, store: StoreView, queries: Sequence[np.ndarray], k: int) -> list[Ranking]:
-        """WARP candidates plus pending documents, re-scored exactly; the best ``k``."""
-        if self.needs_build(store):
-            self.build(store)
-        if self._warp is None:
-            return ExactBackend().search(store, queries, k)
-        pending = np.sort(store.positions(list(self._pending)))
-        # Pending documents are the same for every query: score them once, in full.
-        pending_scores = store.score(queries, pending)
-        candidates = self._candidates(store, queries, k)
-        return [
-            Ranking.merge(store.rank(query, positions, k), Ranking(pending, scores), k)
-            for query, positions, scores in zip(queries, candidates, pending_scores, strict=True)
-        ]
+    def _open(self, directory: Path) -> XTRWarp:
+        warp = self._warp_class(str(directory), device=self.device)
+        with _quiet():
+            self._load(warp)
+        return warp
 
-    def _candidates(
-        self, store: StoreView, queries: Sequence[np.ndarray], k: int
-    ) -> list[list[int]]:
-        """Store positions of WARP's best ``max(n_candidates, k)`` passages for each query.
+    def _load(self, warp: XTRWarp) -> None:
+        warp.load(device=self.device, mmap=self.device == "cpu")
+
+    def _free(self, engine: XTRWarp) -> None:
+        engine.free()
+
+    def _check_saved(self, directory: Path, store: StoreView) -> None:
+        metadata = json.loads((directory / "metadata.json").read_text(encoding="utf-8"))
+        if len(store) and metadata.get("dim") != store.dim:
+            raise ValueError(f"dimension {metadata.get('dim')} is not {store.dim}")
+
+    def _insert(self, engine: XTRWarp, vectors: list[np.ndarray]) -> list[int]:
+        with _quiet():
+            pids = engine.add(
+                _tensors(vectors),
+                min_outliers=_NO_CENTROID_GROWTH,
+                show_progress=progress_enabled(None),
+            )
+        return [int(p) for p in pids]
+
+    def _replace(self, engine: XTRWarp, pids: list[int], vectors: list[np.ndarray]) -> None:
+        with _quiet():
+            engine.update(pids, _tensors(vectors), show_progress=progress_enabled(None))
+
+    def _remove(self, engine: XTRWarp, pids: list[int]) -> None:
+        with _quiet():
+            engine.delete(pids, self._settings["compact_threshold"])
+
+    def _query(self, engine: XTRWarp, queries: Sequence[np.ndarray], k: int) -> list[list[int]]:
+        """WARP's best ``max(n_candidates, k)`` passage ids for each query.
 
         Queries of one length are searched together (a batch pads shorter
         queries with zero vectors, which would change WARP's estimates).
         """
         import torch
 
-        assert self._warp is not None
         settings = self._settings
         by_length: dict[int, list[int]] = {}
         for n, query in enumerate(queries):
@@ -563,7 +388,7 @@ class WarpBackend(Backend):
         for members in by_length.values():
             batch = np.stack([np.asarray(queries[n], dtype=np.float32) for n in members])
             with _quiet():
-                results = self._warp.search(
+                results = engine.search(
                     torch.from_numpy(batch),
                     top_k=max(settings["n_candidates"], k),
                     num_threads=settings["num_threads"],
@@ -574,56 +399,5 @@ class WarpBackend(Backend):
                     show_progress=False,
                 )
             for n, result in zip(members, results, strict=True):
-                ids = (self._ids.get(int(pid)) for pid, _ in result)
-                candidates[n] = [store.position(i) for i in ids if i is not None]
+                candidates[n] = [int(pid) for pid, _ in result]
         return candidates
-
-    def save(self, directory: Path) -> dict[str, Any]:
-        """Copy the WARP index into ``directory/warp``; the id mapping goes to JSON."""
-        target = directory / _INDEX_DIR
-        shutil.rmtree(target, ignore_errors=True)
-        if self._dir is None:
-            (directory / _IDS_FILE).unlink(missing_ok=True)
-            return {"built": False}
-        shutil.copytree(self._dir, target)
-        mapping = {"passage_ids": list(self._ids), "ids": list(self._ids.values())}
-        (directory / _IDS_FILE).write_text(json.dumps(mapping), encoding="utf-8")
-        return {"built": True, "built_size": self._built_size}
-
-    def close(self) -> None:
-        """Free the WARP index and remove the temporary folder (if latecore made it)."""
-        self._release()
-        self._ids, self._pids, self._pending = {}, {}, {}
-        self._cleanup()
-
-    def _load(self, warp: XTRWarp) -> None:
-        warp.load(device=self.device, mmap=self.device == "cpu")
-
-    def _open(self, directory: Path, *, owned: bool) -> None:
-        warp = self._warp_class(str(directory), device=self.device)
-        with _quiet():
-            self._load(warp)
-        self._release()
-        self._warp, self._dir, self._owned = warp, directory, owned
-
-    def _writable(self) -> XTRWarp:
-        """The WARP index, first copied to ``index_folder`` if it is a saved one."""
-        if not self._owned:
-            assert self._dir is not None
-            copy = self._root / f"warp-{uuid.uuid4().hex[:12]}"
-            shutil.copytree(self._dir, copy)
-            try:
-                self._open(copy, owned=True)
-            except BaseException:
-                shutil.rmtree(copy, ignore_errors=True)
-                raise
-        assert self._warp is not None
-        return self._warp
-
-    def _release(self) -> None:
-        """Free the WARP index, and remove its directory if it is ours (not a saved one)."""
-        if self._warp is not None:
-            self._warp.free()
-        if self._owned and self._dir is not None:
-            shutil.rmtree(self._dir, ignore_errors=True)
-        self._warp, self._dir, self._owned = None, None, False

@@ -1,0 +1,200 @@
+"""The calls to a collection on a Qdrant server or cluster, through qdrant-client."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..mirror import Candidate, MirrorTable
+from .edge import EXTRA_HINT
+from .schema import COLBERT_VECTOR, MUVERA_VECTOR, PAYLOAD_ID, Points, Schema, check_sizes, point_id
+from .schema import latecore_id as point_latecore_id
+
+__all__ = ["ServerTable", "import_client"]
+
+logger = logging.getLogger(__name__)
+
+
+def import_client() -> tuple[Any, Any]:
+    """``QdrantClient`` and qdrant-client's ``models``, or an ``ImportError`` naming the extra."""
+    try:
+        from qdrant_client import QdrantClient, models
+    except ImportError as error:
+        raise ImportError(
+            "the 'qdrant' backend needs qdrant-client to reach a Qdrant server, which is not "
+            f"installed: {EXTRA_HINT}"
+        ) from error
+    return QdrantClient, models
+
+
+class ServerTable(MirrorTable):
+    """Collection ``name`` on the server ``client`` talks to (closed on :meth:`close` only if
+    ``owned``)."""
+
+    def __init__(self, client: Any, models: Any, name: str, *, owned: bool) -> None:
+        self.client = client
+        self._models = models
+        self._name = name
+        self._owned = owned
+        self._closed = False
+
+    def exists(self) -> bool:
+        return bool(self.client.collection_exists(self._name))
+
+    def count(self) -> int:
+        return int(self.client.count(self._name, exact=True).count) if self.exists() else 0
+
+    def ensure(self, schema: Schema) -> None:
+        models = self._models
+        if self.exists():
+            params = self.client.get_collection(self._name).config.params.vectors
+            sizes = (
+                {name: getattr(p, "size", None) for name, p in params.items()}
+                if isinstance(params, Mapping)
+                else {}
+            )
+            check_sizes(f"collection {self._name!r}", sizes, schema)
+            return
+        datatype = (
+            models.Datatype.FLOAT16 if schema.datatype == "float16" else models.Datatype.FLOAT32
+        )
+        self.client.create_collection(
+            self._name,
+            vectors_config={
+                MUVERA_VECTOR: models.VectorParams(
+                    size=schema.fde_dim,
+                    distance=models.Distance.DOT,
+                    datatype=models.Datatype.FLOAT16,
+                    hnsw_config=models.HnswConfigDiff(
+                        m=schema.hnsw_m, ef_construct=schema.hnsw_ef_construct
+                    ),
+                ),
+                COLBERT_VECTOR: models.VectorParams(
+                    size=schema.dim,
+                    distance=models.Distance.DOT,
+                    datatype=datatype,
+                    multivector_config=models.MultiVectorConfig(
+                        comparator=models.MultiVectorComparator.MAX_SIM
+                    ),
+                    hnsw_config=models.HnswConfigDiff(m=0),
+                ),
+            },
+        )
+
+    def drop(self) -> None:
+        if self.exists():
+            self.client.delete_collection(self._name)
+
+    def upsert(self, points: Points) -> None:
+        models = self._models
+        structs = [
+            models.PointStruct(
+                id=pid,
+                vector={
+                    MUVERA_VECTOR: np.asarray(fde, dtype=np.float32).tolist(),
+                    COLBERT_VECTOR: np.asarray(vectors, dtype=np.float32).tolist(),
+                },
+                payload=payload,
+            )
+            for pid, fde, vectors, payload in zip(
+                points.ids, points.fdes, points.vectors, points.payloads, strict=True
+            )
+        ]
+        self.client.upsert(self._name, points=structs, wait=True)
+
+    def key(self, doc_id: str) -> object:
+        return point_id(doc_id)
+
+    def delete(self, keys: Sequence[object]) -> None:
+        if keys and self.exists():
+            selector = self._models.PointIdsList(points=list(keys))
+            self.client.delete(self._name, points_selector=selector, wait=True)
+
+    def digests(self) -> Iterator[tuple[object, str | None, object]]:
+        if not self.exists():
+            return
+        offset = None
+        while True:
+            records, offset = self.client.scroll(
+                self._name,
+                limit=1024,
+                offset=offset,
+                with_payload=[PAYLOAD_ID, "digest"],
+                with_vectors=False,
+            )
+            for record in records:
+                payload = record.payload or {}
+                yield str(record.id), point_latecore_id(record.id, payload), payload.get("digest")
+            if offset is None:
+                return
+
+    def vectors(self, ids: Sequence[str]) -> dict[str, Any]:
+        wanted = {point_id(i): i for i in ids}
+        records = self.client.retrieve(
+            self._name, ids=list(wanted), with_payload=False, with_vectors=[COLBERT_VECTOR]
+        )
+        return {
+            wanted[str(r.id)]: r.vector[COLBERT_VECTOR]
+            for r in records
+            if isinstance(r.vector, Mapping) and COLBERT_VECTOR in r.vector and str(r.id) in wanted
+        }
+
+    def query(
+        self,
+        fdes: np.ndarray | None,
+        queries: Sequence[np.ndarray],
+        prefetch: int,
+        limit: int,
+        hnsw_ef: int | None,
+        with_vectors: bool,
+    ) -> list[list[Candidate]]:
+        models = self._models
+        params = models.SearchParams(hnsw_ef=hnsw_ef) if hnsw_ef else None
+        requests = [
+            models.QueryRequest(
+                query=np.asarray(query, dtype=np.float32).tolist(),
+                using=COLBERT_VECTOR,
+                prefetch=None
+                if fdes is None
+                else models.Prefetch(
+                    query=fdes[i].tolist(), using=MUVERA_VECTOR, limit=prefetch, params=params
+                ),
+                limit=limit,
+                with_payload=[PAYLOAD_ID],
+                with_vector=[COLBERT_VECTOR] if with_vectors else False,
+            )
+            for i, query in enumerate(queries)
+        ]
+        responses = self.client.query_batch_points(self._name, requests=requests)
+        return [
+            [
+                Candidate(
+                    (p.payload or {}).get(PAYLOAD_ID),
+                    p.score,
+                    p.vector.get(COLBERT_VECTOR)
+                    if with_vectors and isinstance(p.vector, Mapping)
+                    else None,
+                )
+                for p in response.points
+            ]
+            for response in responses
+        ]
+
+    def optimize(self) -> None:
+        """Wait (up to ten minutes) until the server has indexed the collection."""
+        green = self._models.CollectionStatus.GREEN
+        deadline = time.monotonic() + 600
+        while self.exists() and self.client.get_collection(self._name).status != green:
+            if time.monotonic() > deadline:
+                logger.warning("Qdrant collection %r is still being indexed", self._name)
+                return
+            time.sleep(0.5)
+
+    def close(self) -> None:
+        if not self._closed and self._owned:
+            self.client.close()
+        self._closed = True
