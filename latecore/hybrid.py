@@ -10,7 +10,11 @@ Two stages nominate candidates for a query:
   its backend, so documents that share no word with the query are found too.
 
 Every candidate is scored by exact MaxSim against the multivectors the index
-already stores (nothing is re-encoded at query time), and the rankings are
+already stores (nothing is re-encoded at query time), once: the semantic
+stage's candidates come with their exact scores, and only those BM25 alone
+nominated are scored after it (one engine fetch for all of them when the
+engine holds the vectors). The whole query works on store positions inside one
+:meth:`LateIndex.view() <latecore.index.LateIndex.view>`. The rankings are
 fused (:mod:`latecore.fusion`: ``"rerank"``, ``"rrf"``, ``"linear"``). Every hit
 keeps both stages' scores and ranks (:class:`~latecore.results.HybridHit`),
 ``None`` where a stage did not nominate it.
@@ -29,9 +33,11 @@ from ._validation import check_count, check_positive
 from .encoder import BaseEncoder
 from .fusion import Fused, Fusion, check_fusion, fuse
 from .index import LateIndex
+from .index_view import IndexView
 from .lexical import AUTO, LexicalSnapshot, LexicalStage
 from .results import HybridHit, SearchHit
 from .searcher import Searcher, check_queries
+from .store import Ranking
 
 __all__ = ["AUTO_BOTH_LIMIT", "CandidatesFrom", "Fused", "Fusion", "HybridSearcher", "fuse"]
 
@@ -57,19 +63,16 @@ class HybridSearcher(Searcher[HybridHit]):
     ``colbert_score`` is always the exact MaxSim score).
 
     ``candidates_from="auto"`` (default) uses both stages when the index's
-    backend prunes (``plaid``, ``qdrant``) or holds at most
-    :data:`AUTO_BOTH_LIMIT` documents, and BM25 alone beyond that on ``exact``,
-    where the semantic stage reads every stored vector for each query (measured
-    on two CPU cores: ~80 ms per query at 10k passages, ~0.8 s at 100k; see
-    ``benchmarks/bench_search.py``). With BM25 alone, a document that shares no
-    term with the query is never returned.
+    backend prunes (any but ``exact``) or holds at most :data:`AUTO_BOTH_LIMIT`
+    documents, and BM25 alone beyond that on ``exact``, where the semantic stage
+    reads every stored vector for each query (its cost per document is in
+    docs/benchmarks.md). With BM25 alone, a document that shares no term with
+    the query is never returned.
 
-    bm25s has no incremental update: after :meth:`add` or :meth:`delete` the BM25
-    index is rebuilt over the whole corpus on the next search (or on
-    :meth:`refresh`), about 0.7 s per 20k passages of 30 words on two cores, so
-    batch your updates. Add and delete through the searcher; after changing
-    :attr:`index` directly, call :meth:`refresh` (a change in the number of
-    documents is noticed on its own; a replaced text under the same id is not).
+    bm25s has no incremental update: after any change to the index (through
+    the searcher or to :attr:`index` directly) the BM25 index is rebuilt over
+    the whole corpus on the next search (or on :meth:`refresh`), so batch your
+    updates (docs/benchmarks.md has the cost).
 
     Parameters
     ----------
@@ -224,17 +227,23 @@ class HybridSearcher(Searcher[HybridHit]):
 
     def refresh(self) -> None:
         """Rebuild the BM25 stage over the index's current documents now."""
-        with self._lock:
-            self._snapshot = self._build()
+        with self._lock, self.index.view() as view:
+            self._snapshot = self._build(view)
 
-    def _build(self) -> LexicalSnapshot:
-        ids = self.index.ids
-        return self.lexical.build(ids, [hit.text for hit in self.index.get(ids)])
+    def _build(self, view: IndexView) -> LexicalSnapshot:
+        documents = view.store.documents(np.arange(len(view)))
+        return self.lexical.build(view.ids, [doc.text for doc in documents])
 
-    def _current(self) -> LexicalSnapshot:
-        if self._snapshot is None or len(self._snapshot.ids) != len(self.index):
-            self._snapshot = self._build()
-        return self._snapshot
+    def _current(self, view: IndexView) -> LexicalSnapshot:
+        """The BM25 snapshot of exactly the view's documents (document ``i`` at position ``i``).
+
+        A store replaces its id list on every change, so an unchanged list is an
+        unchanged corpus.
+        """
+        snapshot = self._snapshot
+        if snapshot is None or not snapshot.covers(view.ids):
+            snapshot = self._snapshot = self._build(view)
+        return snapshot
 
     def uses_both_stages(self, candidates_from: CandidatesFrom | None = None) -> bool:
         """Whether a search with ``candidates_from`` (default: the searcher's) asks MaxSim
@@ -295,41 +304,53 @@ class HybridSearcher(Searcher[HybridHit]):
         active = [i for i, q in enumerate(queries) if q.strip() and k > 0]
         tokens = self.lexical.tokenize([queries[i] for i in active])
         encoded = self.encoder.encode_queries([queries[i] for i in active]) if active else []
-        with self._lock:
-            snapshot = self._current()
+        results: list[list[HybridHit]] = [[] for _ in queries]
+        with self._lock, self.index.view() as view:
+            snapshot = self._current(view)
             lexical = [snapshot.top(t, n) for t in tokens]
-            semantic = self.index.search_vectors(encoded, n) if both else [[] for _ in active]
-            candidate_ids = [
-                list(dict.fromkeys([*bm25_ids, *(hit.id for hit in hits)]))
-                for (bm25_ids, _), hits in zip(lexical, semantic, strict=True)
+            semantic = view.rank(encoded, n) if both else [Ranking.empty() for _ in active]
+            scored = view.backend.exact_scores
+            # BM25's nominations first (fusion breaks ties by input order), then MaxSim's.
+            pooled = [
+                np.array(list(dict.fromkeys([*bm25.tolist(), *rank.positions.tolist()])), np.int64)
+                for (bm25, _), rank in zip(lexical, semantic, strict=True)
             ]
-            colbert = self.index.score_vectors(encoded, candidate_ids)
-            results: list[list[HybridHit]] = [[] for _ in queries]
-            for slot, ids, (bm25_ids, bm25_scores), hits, maxsim in zip(
-                active, candidate_ids, lexical, semantic, colbert, strict=True
+            unscored = [
+                c[~np.isin(c, rank.positions)] if scored else c
+                for c, rank in zip(pooled, semantic, strict=True)
+            ]
+            later = view.score(encoded, unscored)
+            for slot, positions, (bm25, bm25_scores), rank, rest, rest_scores in zip(
+                active, pooled, lexical, semantic, unscored, later, strict=True
             ):
-                bm25 = dict(zip(bm25_ids, bm25_scores.tolist(), strict=True))
-                nominated = {hit.id for hit in hits} if both else set(ids)
+                maxsim = dict(zip(rest.tolist(), rest_scores.tolist(), strict=True))
+                if scored:
+                    maxsim.update(zip(rank.positions.tolist(), rank.scores.tolist(), strict=True))
+                lexical_scores = dict(zip(bm25.tolist(), bm25_scores.tolist(), strict=True))
+                nominated = set(rank.positions.tolist()) if both else set(positions.tolist())
+                order = positions.tolist()
                 results[slot] = self._fuse(
-                    ids,
-                    np.array([bm25.get(i, np.nan) for i in ids], dtype=np.float64),
-                    maxsim.astype(np.float64),
-                    np.array([i in nominated for i in ids], dtype=bool),
+                    view,
+                    positions,
+                    np.array([lexical_scores.get(p, np.nan) for p in order], dtype=np.float64),
+                    np.array([maxsim[p] for p in order], dtype=np.float64),
+                    np.array([p in nominated for p in order], dtype=bool),
                     k,
                     fusion,
                 )
-            return results
+        return results
 
     def _fuse(
         self,
-        ids: list[str],
+        view: IndexView,
+        positions: np.ndarray,
         bm25_scores: np.ndarray,
         colbert_scores: np.ndarray,
         colbert_nominated: np.ndarray,
         k: int,
         fusion: Fusion,
     ) -> list[HybridHit]:
-        if not ids:
+        if not len(positions):
             return []
         fused = fuse(
             bm25_scores,
@@ -340,19 +361,19 @@ class HybridSearcher(Searcher[HybridHit]):
             colbert_nominated=colbert_nominated,
         )
         top = [int(i) for i in fused.order[:k]]
-        stored = self.index.get([ids[i] for i in top])
+        documents = view.store.documents(positions[top])
         return [
             HybridHit(
                 id=doc.id,
                 score=float(fused.scores[i]),
                 text=doc.text,
-                metadata=doc.metadata,
+                metadata=dict(doc.metadata),
                 bm25_score=None if np.isnan(bm25_scores[i]) else float(bm25_scores[i]),
                 bm25_rank=int(fused.bm25_ranks[i]) or None,
                 colbert_score=float(colbert_scores[i]),
                 colbert_rank=int(fused.colbert_ranks[i]) or None,
             )
-            for i, doc in zip(top, stored, strict=True)
+            for i, doc in zip(top, documents, strict=True)
         ]
 
     async def asearch(

@@ -14,8 +14,8 @@ Examples
 >>> stage.tokenize(["The runner was running"])
 [['runner', 'run']]
 >>> snapshot = stage.build(["a", "b"], ["she runs every day", "cats sleep"])
->>> ids, scores = snapshot.top(stage.tokenize(["running"])[0], 10)
->>> ids, bool(scores[0] > 0)
+>>> positions, scores = snapshot.top(stage.tokenize(["running"])[0], 10)
+>>> [snapshot.ids[p] for p in positions], bool(scores[0] > 0)
 (['a'], True)
 """
 
@@ -112,23 +112,30 @@ def _stemmer(language: str | None, *, explicit: bool) -> Any:
 
 
 class LexicalSnapshot:
-    """A BM25 index over a snapshot of the corpus: its ids and a bm25s retriever (or none)."""
+    """A BM25 index over a snapshot of the corpus: its ids and a bm25s retriever (or none).
 
-    def __init__(self, ids: list[str], retriever: bm25s.BM25 | None) -> None:
+    Document ``i`` of the retriever is ``ids[i]``.
+    """
+
+    def __init__(self, ids: Sequence[str], retriever: bm25s.BM25 | None) -> None:
         self.ids = ids
         self.retriever = retriever
 
-    def top(self, query_tokens: list[str], n: int) -> tuple[list[str], np.ndarray]:
-        """The ``n`` best documents sharing a term with the query: ids and BM25 scores.
+    def covers(self, ids: Sequence[str]) -> bool:
+        """Whether this snapshot is of exactly ``ids``, in that order (the same list object
+        is; a store replaces its list on every change)."""
+        return ids is self.ids or list(ids) == list(self.ids)
 
-        Ties break by position in the snapshot.
+    def top(self, query_tokens: list[str], n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``n`` best documents sharing a term with the query: their indices in
+        :attr:`ids` (int64) and BM25 scores. Ties break by index.
         """
         if self.retriever is None or not query_tokens:
-            return [], np.zeros(0, dtype=np.float64)
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
         scores = np.asarray(self.retriever.get_scores(query_tokens), dtype=np.float64)
         matching = np.flatnonzero(scores > 0)
         best = matching[np.lexsort((matching, -scores[matching]))][:n]
-        return [self.ids[i] for i in best], scores[best]
+        return best.astype(np.int64), scores[best]
 
 
 class LexicalStage:
@@ -192,8 +199,8 @@ class LexicalStage:
         tokens = self.tokenize(texts)
         if not any(tokens):
             # No document has a single term: nothing can match (and bm25s would divide by 0).
-            return LexicalSnapshot(list(ids), None)
+            return LexicalSnapshot(ids, None)
         retriever = bm25s.BM25()
         retriever.index(tokens, show_progress=False)
         logger.debug("built a BM25 index over %d documents", len(ids))
-        return LexicalSnapshot(list(ids), retriever)
+        return LexicalSnapshot(ids, retriever)

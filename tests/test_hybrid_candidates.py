@@ -39,7 +39,9 @@ def test_a_document_without_a_shared_term_is_found_by_both_and_never_by_bm25() -
 
 def test_stage_fields_are_none_exactly_where_a_stage_did_not_nominate() -> None:
     searcher = _searcher(candidates_from="both", candidates=2)
-    bm25_ids, _ = searcher._current().top(searcher.lexical.tokenize([QUERY])[0], 2)
+    with searcher.index.view() as view:
+        positions, _ = searcher._current(view).top(searcher.lexical.tokenize([QUERY])[0], 2)
+        bm25_ids = [view.ids[p] for p in positions]
     maxsim_ids = [h.id for h in searcher.index.search(QUERY, k=2)]
     hits = searcher.search(QUERY, k=10, fusion="rrf")
     assert {h.id for h in hits} == set(bm25_ids) | set(maxsim_ids)
