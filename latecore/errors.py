@@ -11,6 +11,8 @@ and also from the built-in type a caller would naturally catch, so that
     │       a saved index was built by an encoder that produces different vectors
     ├── IndexFormatError(LatecoreError, ValueError)
     │       a saved index directory is missing files or has an unknown format
+    ├── EngineOwnershipError(LatecoreError, ValueError)
+    │       an engine table belongs to another index (a copy, or another index)
     └── InputError(LatecoreError, ValueError)
             documents cannot be read from a path: missing, unsupported type,
             not UTF-8, or a malformed JSON-lines record
@@ -26,6 +28,7 @@ recomputed and replaced.
 from __future__ import annotations
 
 __all__ = [
+    "EngineOwnershipError",
     "FingerprintMismatchError",
     "IndexFormatError",
     "InputError",
@@ -50,6 +53,10 @@ class FingerprintMismatchError(LatecoreError, ValueError):
 
 class IndexFormatError(LatecoreError, ValueError):
     """A saved index directory is incomplete or in an unknown format."""
+
+
+class EngineOwnershipError(LatecoreError, ValueError):
+    """An engine table (Qdrant collection, LanceDB table) is owned by another index."""
 
 
 class InputError(LatecoreError, ValueError):

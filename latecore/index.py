@@ -68,10 +68,8 @@ class LateIndex(Searcher[SearchHit]):
     ['p', 'b']
     >>> [hit.id for hit in index.search("where is berlin", k=1)]
     ['b']
-    >>> index.delete(["b"])
-    1
-    >>> len(index)
-    1
+    >>> index.delete(["b"]), len(index)
+    (1, 1)
     """
 
     def __init__(
@@ -159,8 +157,7 @@ class LateIndex(Searcher[SearchHit]):
 
     @contextmanager
     def view(self) -> Iterator[IndexView]:
-        """The index by position, consistent while the ``with`` block runs (the lock is
-        held): for searchers built on an index (:mod:`latecore.index_view`)."""
+        """The index by position while the ``with`` block runs (:mod:`latecore.index_view`)."""
         with self._lock:
             yield IndexView(self._store, self._backend)
 
@@ -267,6 +264,7 @@ class LateIndex(Searcher[SearchHit]):
                 lambda d: write_index(d, self._store, self._backend, self.encoder),
                 is_ours=is_saved_index,
             )
+            self._backend.saved_to(Path(path).resolve())
 
     @classmethod
     def load(
@@ -281,8 +279,8 @@ class LateIndex(Searcher[SearchHit]):
         """Read an index written by :meth:`save`.
 
         The index gets the backend it was saved with, its saved settings updated
-        by ``backend_options`` (for example ``api_key=`` for a Qdrant server:
-        keys are never saved). Another ``backend`` indexes the documents anew.
+        by ``backend_options`` (``url=``, ``api_key=`` for a Qdrant server: a saved
+        index names neither). Another ``backend`` indexes the documents anew.
 
         Raises
         ------
@@ -294,7 +292,9 @@ class LateIndex(Searcher[SearchHit]):
         """
         directory = readable_directory(Path(path))
         saved = read_index(directory, encoder)
-        chosen, state = reopen_backend(saved.backend, directory, backend, **backend_options)
+        chosen, state = reopen_backend(
+            saved.backend, directory, backend, saved_at=Path(path).resolve(), **backend_options
+        )
         index = cls.__new__(cls)
         index._setup(encoder, saved.store, chosen, state)
         return index

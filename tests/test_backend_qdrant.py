@@ -66,6 +66,12 @@ def where(engine: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
     client.close()
 
 
+def again(where: dict[str, Any]) -> dict[str, Any]:
+    """What loading a saved index must be told again: a server's URL (never saved as a
+    destination to trust), nothing for an embedded shard."""
+    return {"url": where["url"]} if "url" in where else {}
+
+
 def qdrant_of(index: LateIndex) -> QdrantBackend:
     assert isinstance(index.backend, QdrantBackend)
     return index.backend
@@ -151,13 +157,13 @@ def test_qdrant_add_delete_replace_save_load(
 
     with pytest.raises(ValueError, match="already holds 199 points"):
         LateIndex(encoder, backend="qdrant", **where)
-    with LateIndex.load(tmp_path / "saved", encoder) as loaded:
+    with LateIndex.load(tmp_path / "saved", encoder, **again(where)) as loaded:
         assert len(loaded) == 199 and engine_count(loaded) == 199
         assert qdrant_of(loaded).sync(loaded.store) == (0, 0)
         for got, want in zip(loaded.search_batch(queries, k=10), before, strict=True):
             assert_same_hits(got, want)
     # Other MUVERA settings on load: every point is re-encoded (digests differ), results hold.
-    with LateIndex.load(tmp_path / "saved", encoder, seed=7) as reseeded:
+    with LateIndex.load(tmp_path / "saved", encoder, seed=7, **again(where)) as reseeded:
         assert qdrant_of(reseeded).options["seed"] == 7
         assert qdrant_of(reseeded).sync(reseeded.store) == (0, 0)
         for got, want in zip(reseeded.search_batch(queries, k=10), before, strict=True):
@@ -192,7 +198,7 @@ def test_qdrant_load_resynchronises_an_engine_changed_behind_its_back(
     finally:
         backend.close()
 
-    with LateIndex.load(tmp_path / "saved", encoder) as loaded:
+    with LateIndex.load(tmp_path / "saved", encoder, **again(where)) as loaded:
         assert engine_count(loaded) == 60
         assert loaded.search(texts[5], k=1)[0].id == ids[5]
         assert loaded.search(texts[6], k=1)[0].id == ids[6]
@@ -227,7 +233,7 @@ def test_qdrant_vectors_held_by_the_engine(
     stray = exact.store.vectors([0])
     backend.add(["stray"], ["stray"], [{}], stray)
     backend.close()
-    with LateIndex.load(tmp_path / "saved", encoder) as loaded:
+    with LateIndex.load(tmp_path / "saved", encoder, **again(where)) as loaded:
         assert engine_count(loaded) == 50 and "stray" not in loaded
         for got, want in zip(loaded.search_batch(queries, k=5), expected, strict=True):
             assert_same_hits(got, want, abs=1e-3)
@@ -235,7 +241,7 @@ def test_qdrant_vectors_held_by_the_engine(
     backend.delete(ids[10:12])
     backend.close()
     with pytest.raises(IndexFormatError, match=r"lacks 2 .*'doc-5-10', 'doc-5-11'.*added again"):
-        LateIndex.load(tmp_path / "saved", encoder)
+        LateIndex.load(tmp_path / "saved", encoder, **again(where))
 
 
 # --- the embedded engine ----------------------------------------------------------------------

@@ -88,6 +88,8 @@ def reopen_backend(
     saved: Mapping[str, Any],
     directory: Path,
     backend: str | Backend | None = None,
+    *,
+    saved_at: Path | None = None,
     **options: Any,
 ) -> tuple[Backend, SavedState | None]:
     """The backend of an index being loaded, and the saved state it should attach.
@@ -95,8 +97,8 @@ def reopen_backend(
     ``saved`` is the manifest entry (``name``, ``options``, ``state``) of the
     backend the index was saved with. With ``backend`` omitted or naming that
     same backend, it is re-created with its saved options updated by
-    ``options`` and gets its state back; any other ``backend`` starts anew
-    (``state`` is ``None``).
+    ``options`` and gets its state back (with ``saved_at``, where the index is
+    saved); any other ``backend`` starts anew (``state`` is ``None``).
 
     Examples
     --------
@@ -111,4 +113,4 @@ def reopen_backend(
         return make_backend(backend, **options), None
     saved_class = backend_class(name)
     chosen = saved_class(**saved_class.merge_options(saved.get("options", {}), options))
-    return chosen, SavedState(directory, saved.get("state") or {})
+    return chosen, SavedState(directory, saved.get("state") or {}, saved_at)

@@ -54,10 +54,12 @@ __all__ = [
 
 @dataclass(frozen=True)
 class SavedState:
-    """What :meth:`Backend.save` wrote: the index directory and the manifest entry."""
+    """What :meth:`Backend.save` wrote: the directory to read it from, the manifest entry,
+    and where the index is saved (the path it was loaded from, resolved; ``None`` if unknown)."""
 
     directory: Path
     state: Mapping[str, Any]
+    location: Path | None = None
 
 
 class Backend(ABC):
@@ -156,6 +158,9 @@ class Backend(ABC):
     def save(self, directory: Path) -> dict[str, Any]:
         """Write backend files under ``directory``; return the JSON manifest entry."""
         return {}
+
+    def saved_to(self, location: Path) -> None:  # noqa: B027
+        """The index was just saved at ``location`` (resolved; after the atomic swap)."""
 
     def close(self) -> None:  # noqa: B027
         """Release clients, files and temporary directories (idempotent)."""

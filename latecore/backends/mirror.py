@@ -5,8 +5,13 @@ table) keep one row (point) per document: its id, text, metadata, token
 vectors and a digest of them. :class:`MirrorBackend` owns everything around
 the engine, once for both:
 
-- claiming the table: a new index refuses a table that already holds rows
-  (it may be another index's) unless ``recreate=True``;
+- owning the table: a new index refuses a table that already holds rows or
+  belongs to another index unless ``recreate=True``; the table records its
+  owner (the index's id and the directory it was last saved to), and loading
+  an index into a table another index owns (a ``cp -r`` copy of a saved index,
+  or another index) is an :class:`~latecore.errors.EngineOwnershipError`
+  unless ``take_over=True``, so two indexes never silently re-synchronise one
+  table against each other;
 - re-synchronising it with the store on load, by digest: missing or changed
   rows are written again, unknown ones deleted; when the engine is the only
   holder of the vectors (``vectors="engine"``), a document it lost is an
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -37,9 +43,12 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 
 from ..base_encoder import progress_enabled
-from ..errors import IndexFormatError
+from ..errors import EngineOwnershipError, IndexFormatError
 from ..store import StoreView, rank_vectors
 from .base import Backend, Ranking, SavedState, changed_positions, working_folder
+
+Owner = dict[str, Any]
+"""A table's owner record: ``{"index": id, "path": saved directory or None}``."""
 
 __all__ = ["Candidate", "MirrorBackend", "MirrorTable", "batches"]
 
@@ -80,7 +89,15 @@ class MirrorTable(ABC):
 
     @abstractmethod
     def count(self) -> int:
-        """Rows in the table (0 if it does not exist)."""
+        """Document rows in the table (0 if it does not exist; the owner record is none)."""
+
+    @abstractmethod
+    def owner(self) -> Owner | None:
+        """The owner record (``None``: the table does not exist or has none)."""
+
+    @abstractmethod
+    def set_owner(self, owner: Owner) -> None:
+        """Record the owner (the table exists)."""
 
     @abstractmethod
     def drop(self) -> None:
@@ -147,11 +164,14 @@ class MirrorBackend(Backend):
 
     _settings: dict[str, Any]
 
-    def __init__(self, *, recreate: bool, show_progress: bool | None) -> None:
+    def __init__(self, *, recreate: bool, take_over: bool, show_progress: bool | None) -> None:
         self.recreate = recreate
+        self.take_over = take_over
         self.show_progress = progress_enabled(show_progress)
         self._unoptimized = 0
         self._temporary = False
+        self._owner: Owner = {"index": uuid.uuid4().hex, "path": None}
+        self._owner_recorded = True  # nothing to record until an index attaches
 
     def _use_local_table(
         self, make: Callable[[Path], MirrorTable], folder: str | Path | None
@@ -233,18 +253,65 @@ class MirrorBackend(Backend):
     # --- the protocol ---------------------------------------------------------------------
 
     def attach(self, store: StoreView, saved: SavedState | None) -> None:
-        """A new index claims its table (empty); a loaded one re-synchronises it."""
+        """A new index claims its table (empty); a loaded one checks that it owns the table,
+        then re-synchronises it.
+
+        Raises
+        ------
+        ValueError
+            A new index whose table holds rows or has an owner (without ``recreate``).
+        EngineOwnershipError
+            A loaded index whose table another index owns (without ``take_over``).
+        """
         if saved is None and not len(store):
-            count = self._engine.count()
-            if count and not self.recreate:
+            count, owner = self._engine.count(), self._engine.owner()
+            if (count or owner) and not self.recreate:
+                held = f"already holds {count} {self.row_word}" if count else "has an owner"
                 raise ValueError(
-                    f"the {self.label} ({self!r}) already holds {count} {self.row_word}. Load "
-                    "the index it belongs to with LateIndex.load, choose another "
-                    f"{self.location_options}, or pass recreate=True to replace it."
+                    f"the {self.label} ({self!r}) {held}. Load the index it belongs to with "
+                    f"LateIndex.load, choose another {self.location_options}, or pass "
+                    "recreate=True to replace it."
                 )
             self._engine.drop()
+            self._owner_recorded = False  # recorded with the first rows
             return
+        if saved is not None:
+            self._check_owner(saved)
         self.sync(store)
+        self._owner_recorded = False
+        self._record_owner()
+
+    def _check_owner(self, saved: SavedState) -> None:
+        """Take the saved index's identity; refuse a table another index owns."""
+        saved_id = saved.state.get("owner")
+        here = None if saved.location is None else str(saved.location)
+        self._owner = {"index": saved_id or self._owner["index"], "path": here}
+        if self._temporary:
+            return
+        owner = self._engine.owner()
+        if owner is None or self.take_over:
+            return  # a table from before owner records, or taken over on purpose
+        same_path = here is None or owner.get("path") in (None, here)
+        if owner.get("index") == saved_id and same_path:
+            return
+        if saved_id is None and here is not None and owner.get("path") == here:
+            return  # saved before owner records, at the path the table names
+        where = owner.get("path") or "a path not yet saved"
+        raise EngineOwnershipError(
+            f"the {self.label} ({self!r}) belongs to another index, saved at {where} "
+            f"(this one is saved at {here}; a copy of a saved index is another index). "
+            "Loading this one would re-synchronise the table and delete the other's "
+            f"documents. Load the index saved at {where}, give this one its own "
+            f"{self.location_options}, or pass take_over=True to make this index the "
+            "owner (the other one is refused from then on)."
+        )
+
+    def _record_owner(self) -> None:
+        if self._temporary or self._owner_recorded or not self._engine.exists():
+            return
+        if self._engine.owner() != self._owner:
+            self._engine.set_owner(self._owner)
+        self._owner_recorded = True
 
     def add(
         self,
@@ -265,6 +332,7 @@ class MirrorBackend(Backend):
             return
         self._check_documents(ids, texts, metadatas)
         self._ensure(int(vectors[0].shape[1]))
+        self._record_owner()
         size = self._settings["batch_size"]
         starts: Iterable[int] = range(0, len(ids), size)
         if self.show_progress and len(ids) > size:
@@ -396,13 +464,22 @@ class MirrorBackend(Backend):
     """Ids per engine request of :meth:`fetch_vectors`."""
 
     def save(self, directory: Path) -> dict[str, Any]:
-        """Flush the engine; nothing is written into ``directory`` (the table stays put)."""
+        """Flush the engine; nothing is written into ``directory`` (the table stays put).
+
+        The manifest entry names the index's owner id (see :meth:`attach`).
+        """
         self._engine.flush()
         if self._temporary:
             logger.info(
                 "the temporary %s is not saved; loading re-indexes the saved documents", self.label
             )
-        return {}
+        return {"owner": self._owner["index"]}
+
+    def saved_to(self, location: Path) -> None:
+        """Record in the table that its owner is now saved at ``location``."""
+        self._owner = {**self._owner, "path": str(location)}
+        self._owner_recorded = False
+        self._record_owner()
 
     def close(self) -> None:
         """Close the table (and remove a temporary folder); idempotent."""

@@ -93,6 +93,9 @@ class LanceDBBackend(MirrorBackend):
         or ``"float32"``.
     batch_size
         Rows per upsert (one LanceDB commit each).
+    take_over
+        Load an index into a table another index owns (a copy of it, or another
+        index), making it the owner; the other index is refused from then on.
     recreate
         A new index whose table already holds rows replaces it when ``True``;
         by default that is an error (it may be another index's).
@@ -145,6 +148,7 @@ class LanceDBBackend(MirrorBackend):
         datatype: Literal["float16", "float32"] = "float16",
         batch_size: int = 10_000,
         recreate: bool = False,
+        take_over: bool = False,
         show_progress: bool | None = None,
     ) -> None:
         check_dtype(datatype, "datatype")
@@ -178,7 +182,7 @@ class LanceDBBackend(MirrorBackend):
         ):
             raise ValueError("storage_options must map option names to strings")
         lancedb = import_lancedb()
-        super().__init__(recreate=recreate, show_progress=show_progress)
+        super().__init__(recreate=recreate, take_over=take_over, show_progress=show_progress)
         self._settings = {
             "n_candidates": n_candidates,
             "nprobes": nprobes,

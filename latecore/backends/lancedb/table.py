@@ -25,6 +25,8 @@ __all__ = [
 ID_COLUMN = "latecore_id"
 VECTOR_COLUMN = "vectors"
 EXTRA_HINT = "pip install 'latecore[lancedb]'"
+OWNER_METADATA = "latecore:owner"
+"""The id column's metadata key that holds the table's owner record (JSON)."""
 _FILTER_BATCH = 1024
 """Ids per ``latecore_id IN (...)`` filter."""
 
@@ -134,6 +136,23 @@ class LanceTable(MirrorTable):
     def count(self) -> int:
         table = self.open()
         return 0 if table is None else int(table.count_rows())
+
+    def owner(self) -> dict[str, Any] | None:
+        table = self.open()
+        if table is None:
+            return None
+        metadata = table.schema.field(ID_COLUMN).metadata or {}
+        raw = metadata.get(OWNER_METADATA.encode())
+        try:
+            found = json.loads(raw) if raw is not None else None
+        except ValueError:
+            return None
+        return found if isinstance(found, dict) else None
+
+    def set_owner(self, owner: dict[str, Any]) -> None:
+        self.open().update_field_metadata(
+            {"path": ID_COLUMN, "metadata": {OWNER_METADATA: json.dumps(owner, sort_keys=True)}}
+        )
 
     def drop(self) -> None:
         if self.open() is not None:

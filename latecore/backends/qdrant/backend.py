@@ -16,7 +16,7 @@ from ..mirror import Candidate, MirrorBackend
 from .edge import EDGE_CONFIG, EdgeTable
 from .legacy import is_local_mode_storage, migration_error, upgrade_options
 from .schema import Points, Schema, digest, payload, point_id
-from .server import ServerTable, import_client
+from .server import ServerTable, check_caller_url, check_key_transport, import_client
 
 __all__ = ["QdrantBackend"]
 
@@ -41,7 +41,14 @@ class QdrantBackend(MirrorBackend):
         Directory of an embedded qdrant-edge shard (created if empty or
         missing, reopened if it holds one). Default: a temporary directory.
     url, api_key, prefer_grpc, timeout
-        A Qdrant server or cluster instead (``api_key`` defaults to ``$QDRANT_API_KEY``).
+        A Qdrant server or cluster instead (``api_key`` defaults to
+        ``$QDRANT_API_KEY``). The URL is always the caller's: a loaded index
+        must be given ``url=`` (or ``client=``) again, and a URL other than
+        the saved one is refused, so a saved file never chooses where a key goes.
+    allow_insecure_key
+        Send an API key over plain ``http://`` to a host that is not the
+        loopback interface (refused by default: the key would cross the
+        network in clear text).
     client
         A ready ``QdrantClient`` instead (it is not closed by :meth:`close`, nor saved).
     collection_name
@@ -73,6 +80,9 @@ class QdrantBackend(MirrorBackend):
         only :meth:`build` does).
     batch_size
         Points per upsert request.
+    take_over
+        Load an index into a table another index owns (a copy of it, or another
+        index), making it the owner; the other index is refused from then on.
     recreate
         A new index whose collection already holds points replaces it when
         ``True``; by default that is an error (it may be another index's).
@@ -106,6 +116,7 @@ class QdrantBackend(MirrorBackend):
         path: str | os.PathLike[str] | None = None,
         url: str | None = None,
         api_key: str | None = None,
+        allow_insecure_key: bool = False,
         prefer_grpc: bool = False,
         timeout: int | None = None,
         client: Any = None,
@@ -124,6 +135,7 @@ class QdrantBackend(MirrorBackend):
         optimize_after: int | None = 20_000,
         batch_size: int = 128,
         recreate: bool = False,
+        take_over: bool = False,
         show_progress: bool | None = None,
     ) -> None:
         check_dtype(datatype, "datatype")
@@ -144,7 +156,7 @@ class QdrantBackend(MirrorBackend):
             "seed": seed,
         }
         Muvera(1, **self._muvera_settings)  # checks the settings now, not at the first add
-        super().__init__(recreate=recreate, show_progress=show_progress)
+        super().__init__(recreate=recreate, take_over=take_over, show_progress=show_progress)
         self._settings = {
             "collection_name": collection_name,
             "prefetch": prefetch,
@@ -167,9 +179,12 @@ class QdrantBackend(MirrorBackend):
                 self._connection = {"engine": "server", "url": url, "prefer_grpc": prefer_grpc}
                 if timeout is not None:
                     self._connection["timeout"] = timeout
+                key = api_key or os.environ.get("QDRANT_API_KEY")
+                if key and not allow_insecure_key:
+                    check_key_transport(str(url))
                 client = client_class(
                     url=url,
-                    api_key=api_key or os.environ.get("QDRANT_API_KEY"),
+                    api_key=key,
                     prefer_grpc=prefer_grpc,
                     timeout=timeout,
                 )
@@ -228,18 +243,19 @@ class QdrantBackend(MirrorBackend):
         >>> QdrantBackend.merge_options({"engine": "edge", "path": "/a", "prefetch": 5},
         ...                             {"url": "http://qdrant:6333"})
         {'prefetch': 5, 'url': 'http://qdrant:6333'}
+        >>> QdrantBackend.merge_options({"engine": "server", "url": "http://elsewhere:6333"}, {})
+        Traceback (most recent call last):
+        ...
+        ValueError: this index's Qdrant collection is on a server: pass url= (or client=) ...
         """
         options = dict(saved)
         engine = options.pop("engine", None)
+        if engine == "server":
+            check_caller_url(options.get("url"), overrides)
         if _CONNECTION_KEYS & set(overrides):
             options = {key: value for key, value in options.items() if key not in _CONNECTION_KEYS}
         elif engine is None:
             options = upgrade_options(options)
-        elif engine == "server" and "url" not in options:
-            raise ValueError(
-                "this index was saved with a QdrantClient given at run time; pass "
-                "client= (or url=) to LateIndex.load"
-            )
         options.pop("location", None)
         return {**options, **overrides}
 

@@ -11,7 +11,17 @@ from typing import Any
 import numpy as np
 
 from ..mirror import Candidate, MirrorTable
-from .schema import COLBERT_VECTOR, MUVERA_VECTOR, PAYLOAD_ID, Points, Schema, check_sizes, point_id
+from .schema import (
+    COLBERT_VECTOR,
+    MUVERA_VECTOR,
+    OWNER_KEY,
+    OWNER_POINT,
+    PAYLOAD_ID,
+    Points,
+    Schema,
+    check_sizes,
+    point_id,
+)
 from .schema import latecore_id as point_latecore_id
 
 __all__ = ["EDGE_CONFIG", "EdgeTable", "import_edge"]
@@ -54,7 +64,22 @@ class EdgeTable(MirrorTable):
         return self._shard is not None
 
     def count(self) -> int:
-        return int(self._shard.count(self._qe.CountRequest(exact=True))) if self.exists() else 0
+        if not self.exists():
+            return 0
+        points = int(self._shard.count(self._qe.CountRequest(exact=True)))
+        return points - (self.owner() is not None)
+
+    def owner(self) -> dict[str, Any] | None:
+        if not self.exists():
+            return None
+        records = self._shard.retrieve([OWNER_POINT], True, False)
+        payload = (records[0].payload or {}) if records else {}
+        found = payload.get(OWNER_KEY)
+        return dict(found) if isinstance(found, dict) else None
+
+    def set_owner(self, owner: dict[str, Any]) -> None:
+        point = self._qe.Point(OWNER_POINT, {}, {OWNER_KEY: dict(owner)})
+        self._shard.update(self._qe.UpdateOperation.upsert_points([point]))
 
     def _config(self, schema: Schema) -> Any:
         qe = self._qe
@@ -133,6 +158,8 @@ class EdgeTable(MirrorTable):
             )
             records, offset = self._shard.scroll(request)
             for record in records:
+                if str(record.id) == OWNER_POINT:
+                    continue
                 payload = record.payload or {}
                 yield str(record.id), point_latecore_id(record.id, payload), payload.get("digest")
             if offset is None:

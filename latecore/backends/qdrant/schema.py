@@ -39,6 +39,10 @@ LATECORE_NAMESPACE = uuid.UUID("5b0f7a4e-3c1d-5e8a-9f60-6c6174656372")
 MUVERA_VECTOR = "muvera"
 COLBERT_VECTOR = "colbert"
 PAYLOAD_ID = "latecore_id"
+OWNER_POINT = "6c617465-636f-4265-8f77-6e6572000000"
+"""The point that holds the collection's owner record (payload ``latecore_owner``, no
+vectors): a version-4 UUID, so no document's version-5 point id can equal it."""
+OWNER_KEY = "latecore_owner"
 
 
 def point_id(doc_id: str) -> str:

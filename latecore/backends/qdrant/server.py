@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 
 from ..mirror import Candidate, MirrorTable
 from .edge import EXTRA_HINT
-from .schema import COLBERT_VECTOR, MUVERA_VECTOR, PAYLOAD_ID, Points, Schema, check_sizes, point_id
+from .schema import (
+    COLBERT_VECTOR,
+    MUVERA_VECTOR,
+    OWNER_KEY,
+    OWNER_POINT,
+    PAYLOAD_ID,
+    Points,
+    Schema,
+    check_sizes,
+    point_id,
+)
 from .schema import latecore_id as point_latecore_id
 
-__all__ = ["ServerTable", "import_client"]
+__all__ = ["ServerTable", "check_caller_url", "check_key_transport", "import_client"]
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +41,70 @@ def import_client() -> tuple[Any, Any]:
             f"installed: {EXTRA_HINT}"
         ) from error
     return QdrantClient, models
+
+
+def _server(url: str) -> tuple[str, str, int, str]:
+    """Scheme, host, port (qdrant-client's default 6333) and path of a server URL."""
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    port = parts.port or 6333
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port, parts.path.rstrip("/")
+
+
+def check_caller_url(saved_url: object, overrides: Mapping[str, Any]) -> None:
+    """Refuse to load a server-backed index unless the caller names the server, and names
+    the one its manifest names (the caller's own ``client=``, or ``path=`` for a local
+    shard to re-index into, are the caller's choice too).
+
+    Examples
+    --------
+    >>> check_caller_url("http://q:6333", {"url": "http://Q:6333/"})  # the same server
+    >>> check_caller_url("http://q:6333", {"url": "http://r:6333"})
+    Traceback (most recent call last):
+    ...
+    ValueError: this index's Qdrant collection is on 'http://q:6333', but url='http://r:6333' was given; a saved index never chooses which server it connects to. Load it with url='http://q:6333', or re-index it into the other server from the saved vectors (backend='exact' then a new index).
+    """  # noqa: E501
+    url = overrides.get("url")
+    if overrides.get("client") is not None or (url is None and "path" in overrides):
+        return  # the caller's client, or a local shard: no key goes anywhere
+    if url is None:
+        raise ValueError(
+            "this index's Qdrant collection is on a server: pass url= (or client=) to "
+            "LateIndex.load; a saved index never chooses which server it connects to "
+            f"(its manifest names {saved_url!r})"
+        )
+    if isinstance(saved_url, str) and _server(saved_url) != _server(str(url)):
+        raise ValueError(
+            f"this index's Qdrant collection is on {saved_url!r}, but url={url!r} was "
+            "given; a saved index never chooses which server it connects to. Load it with "
+            f"url={saved_url!r}, or re-index it into the other server from the saved "
+            "vectors (backend='exact' then a new index)."
+        )
+
+
+def check_key_transport(url: str) -> None:
+    """Refuse to send an API key over plain http to a host that is not loopback.
+
+    Examples
+    --------
+    >>> check_key_transport("https://cluster.example:6333")
+    >>> check_key_transport("http://localhost:6333")
+    >>> check_key_transport("http://10.0.0.7:6333")
+    Traceback (most recent call last):
+    ...
+    ValueError: refusing to send a Qdrant API key over plain http to '10.0.0.7' (it would cross the network unencrypted): use an https:// URL, or pass allow_insecure_key=True
+    """  # noqa: E501
+    scheme, host, _, _ = _server(url)
+    if scheme != "http":
+        return
+    try:
+        loopback = ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback:
+        raise ValueError(
+            f"refusing to send a Qdrant API key over plain http to {host!r} (it would cross "
+            "the network unencrypted): use an https:// URL, or pass allow_insecure_key=True"
+        )
 
 
 class ServerTable(MirrorTable):
@@ -46,7 +122,20 @@ class ServerTable(MirrorTable):
         return bool(self.client.collection_exists(self._name))
 
     def count(self) -> int:
-        return int(self.client.count(self._name, exact=True).count) if self.exists() else 0
+        if not self.exists():
+            return 0
+        return int(self.client.count(self._name, exact=True).count) - (self.owner() is not None)
+
+    def owner(self) -> dict[str, Any] | None:
+        if not self.exists():
+            return None
+        records = self.client.retrieve(self._name, ids=[OWNER_POINT], with_payload=[OWNER_KEY])
+        found = (records[0].payload or {}).get(OWNER_KEY) if records else None
+        return dict(found) if isinstance(found, dict) else None
+
+    def set_owner(self, owner: dict[str, Any]) -> None:
+        point = self._models.PointStruct(id=OWNER_POINT, vector={}, payload={OWNER_KEY: owner})
+        self.client.upsert(self._name, points=[point], wait=True)
 
     def ensure(self, schema: Schema) -> None:
         models = self._models
@@ -127,6 +216,8 @@ class ServerTable(MirrorTable):
                 with_vectors=False,
             )
             for record in records:
+                if str(record.id) == OWNER_POINT:
+                    continue
                 payload = record.payload or {}
                 yield str(record.id), point_latecore_id(record.id, payload), payload.get("digest")
             if offset is None:
