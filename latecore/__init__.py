@@ -13,6 +13,7 @@ from __future__ import annotations
 from .cache import CacheStats, MultivectorCache, cache_key
 from .encoder import DEFAULT_MODEL, BaseEncoder, Encoder, EncodeStats, load_encoder
 from .errors import (
+    EngineOwnershipError,
     FingerprintMismatchError,
     IndexFormatError,
     InputError,
@@ -39,6 +40,7 @@ __all__ = [
     "CacheStats",
     "EncodeStats",
     "Encoder",
+    "EngineOwnershipError",
     "Evaluation",
     "FingerprintMismatchError",
     "HybridHit",
