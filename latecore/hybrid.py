@@ -31,6 +31,7 @@ import numpy as np
 
 from ._validation import check_count, check_positive
 from .encoder import BaseEncoder
+from .filters import FilterSpec, compile_filter
 from .fusion import Fused, Fusion, check_fusion, fuse
 from .index import LateIndex
 from .index_view import IndexView
@@ -262,12 +263,15 @@ class HybridSearcher(Searcher[HybridHit]):
         fusion: Fusion | None = None,
         candidates: int | None = None,
         candidates_from: CandidatesFrom | None = None,
+        filter: FilterSpec = None,
         **options: Any,
     ) -> list[HybridHit]:
         """The ``k`` best documents for ``query`` by fused score, best first.
 
         ``fusion``, ``candidates`` and ``candidates_from`` override the
-        searcher's settings for this query. A blank query returns ``[]``.
+        searcher's settings for this query. With ``filter``
+        (:mod:`latecore.filters`), neither stage nominates a document it does not
+        hold for (BM25 through a weight mask). A blank query returns ``[]``.
         """
         return super().search(
             query,
@@ -275,6 +279,7 @@ class HybridSearcher(Searcher[HybridHit]):
             fusion=fusion,
             candidates=candidates,
             candidates_from=candidates_from,
+            filter=filter,
             **options,
         )
 
@@ -286,6 +291,7 @@ class HybridSearcher(Searcher[HybridHit]):
         fusion: Fusion | None = None,
         candidates: int | None = None,
         candidates_from: CandidatesFrom | None = None,
+        filter: FilterSpec = None,
         **options: Any,
     ) -> list[list[HybridHit]]:
         """:meth:`search` for many queries (one query encode in all), one list per query."""
@@ -295,6 +301,7 @@ class HybridSearcher(Searcher[HybridHit]):
             )
         queries = check_queries(queries)
         check_count(k, "k")
+        compiled = compile_filter(filter)
         fusion = self.fusion if fusion is None else fusion
         check_fusion(fusion, self.rrf_k, self.alpha)
         n = check_positive(self.candidates if candidates is None else candidates, "candidates")
@@ -307,8 +314,10 @@ class HybridSearcher(Searcher[HybridHit]):
         results: list[list[HybridHit]] = [[] for _ in queries]
         with self._lock, self.index.view() as view:
             snapshot = self._current(view)
-            lexical = [snapshot.top(t, n) for t in tokens]
-            semantic = view.rank(encoded, n) if both else [Ranking.empty() for _ in active]
+            where = view.select(compiled)
+            mask = None if where is None else where.mask
+            lexical = [snapshot.top(t, n, mask) for t in tokens]
+            semantic = view.rank(encoded, n, where) if both else [Ranking.empty() for _ in active]
             scored = view.backend.exact_scores
             # BM25's nominations first (fusion breaks ties by input order), then MaxSim's.
             pooled = [
@@ -384,6 +393,7 @@ class HybridSearcher(Searcher[HybridHit]):
         fusion: Fusion | None = None,
         candidates: int | None = None,
         candidates_from: CandidatesFrom | None = None,
+        filter: FilterSpec = None,
         **options: Any,
     ) -> list[HybridHit]:
         """:meth:`search` in a worker thread, so the event loop is not blocked."""
@@ -393,6 +403,7 @@ class HybridSearcher(Searcher[HybridHit]):
             fusion=fusion,
             candidates=candidates,
             candidates_from=candidates_from,
+            filter=filter,
             **options,
         )
 

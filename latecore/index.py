@@ -1,11 +1,6 @@
-"""A searchable collection of documents scored by exact MaxSim: a store and a backend.
-
-:class:`LateIndex` is a facade (DESIGN §7) over a *store* (:mod:`latecore.store`:
-ids, texts, metadata and token vectors, over which every final score is exact
-MaxSim) and a *backend* (:mod:`latecore.backends`: which documents a query is
-scored against). It implements the :class:`~latecore.searcher.Searcher`
-protocol; :meth:`LateIndex.save` replaces the saved directory as a whole.
-"""
+"""A searchable collection of documents scored by exact MaxSim: a facade (DESIGN §7) over
+a *store* (:mod:`latecore.store`) and a *backend* (:mod:`latecore.backends`), implementing
+the :class:`~latecore.searcher.Searcher` protocol."""
 
 from __future__ import annotations
 
@@ -24,6 +19,7 @@ from ._validation import StorageDtype, check_count
 from .backends import Backend, SavedState, make_backend, reopen_backend
 from .encoder import BaseEncoder
 from .engine_store import EngineStore
+from .filters import FilterSpec, compile_filter
 from .index_view import IndexView
 from .results import SearchHit
 from .searcher import Searcher, check_documents, check_ids, check_queries
@@ -35,10 +31,9 @@ __all__ = ["LateIndex"]
 class LateIndex(Searcher[SearchHit]):
     """Documents (ids, texts, metadata) searchable by exact MaxSim.
 
-    By default the token vectors are kept packed in memory (float16) and the
-    ``exact`` backend scores every document; the other backends pick candidates
-    first and re-score them exactly, so every backend returns ``exact``'s scores
-    for the documents it returns (docs/backends.md says which to choose).
+    The ``exact`` backend scores every document; the others pick candidates and
+    re-score them exactly, so every backend returns ``exact``'s scores for what it
+    returns (docs/backends.md says which to choose).
 
     Parameters
     ----------
@@ -50,12 +45,10 @@ class LateIndex(Searcher[SearchHit]):
         ``"exact"`` (default), ``"warp"``, ``"qdrant"``, ``"lancedb"`` or
         ``"plaid"``, or a :class:`~latecore.backends.Backend` instance.
     store
-        The :class:`~latecore.store.DocumentStore` to keep documents in (it may
-        already hold documents); default a new :class:`~latecore.store.MemoryStore`.
+        A :class:`~latecore.store.DocumentStore` (it may hold documents); default a new one.
     vectors
-        ``"local"`` (default: in the store) or ``"engine"`` (only in the engine
-        of a ``qdrant`` or ``lancedb`` backend: no local copy; see
-        :class:`~latecore.engine_store.EngineStore`).
+        ``"local"`` (default: in the store) or ``"engine"`` (only in a ``qdrant`` or
+        ``lancedb`` engine: :class:`~latecore.engine_store.EngineStore`).
     **backend_options
         Passed to the backend (``WarpBackend``, ``QdrantBackend``,
         ``LanceDBBackend``, ``PlaidBackend`` in :mod:`latecore.backends`).
@@ -163,9 +156,8 @@ class LateIndex(Searcher[SearchHit]):
 
     def get(self, ids: Sequence[str]) -> list[SearchHit]:
         """Stored documents for ``ids`` (unknown ids are skipped), with score 0."""
-        wanted = check_ids(ids, "get")
         with self.view() as view:
-            found = [p for i in wanted if (p := self._store.find(i)) is not None]
+            found = [p for i in check_ids(ids, "get") if (p := self._store.find(i)) is not None]
             return view.hits(found, [0.0] * len(found))
 
     def add(
@@ -197,26 +189,34 @@ class LateIndex(Searcher[SearchHit]):
             return self._store.remove(present)
 
     def search_batch(
-        self, queries: Sequence[str], k: int = 10, **options: Any
+        self, queries: Sequence[str], k: int = 10, *, filter: FilterSpec = None, **options: Any
     ) -> list[list[SearchHit]]:
         """The ``k`` best documents of each query by descending MaxSim (ties: insertion
-        order); the queries are encoded in one call."""
+        order), among those ``filter`` holds for (:mod:`latecore.filters`)."""
         if options:
             raise TypeError(f"LateIndex.search takes no options {sorted(options)}")
         check_count(k, "k")
-        queries = check_queries(queries)
+        queries, compiled = check_queries(queries), compile_filter(filter)
         if not queries:
             return []
         if not len(self) or k == 0:
             return [[] for _ in queries]
-        return self.search_vectors(self.encoder.encode_queries(queries), k)
+        return self.search_vectors(self.encoder.encode_queries(queries), k, filter=compiled)
 
-    def search_vectors(self, queries: Sequence[np.ndarray], k: int = 10) -> list[list[SearchHit]]:
+    def search_vectors(
+        self, queries: Sequence[np.ndarray], k: int = 10, *, filter: FilterSpec = None
+    ) -> list[list[SearchHit]]:
         """:meth:`search_batch` for queries already encoded by :attr:`encoder`."""
         check_count(k, "k")
         with self.view() as view:
-            rankings = view.rank(queries, k)
+            rankings = view.rank(queries, k, view.select(compile_filter(filter)))
             return [view.hits(r.positions, r.scores.tolist()) for r in rankings]
+
+    def count(self, filter: FilterSpec = None) -> int:
+        """How many documents ``filter`` holds for (all of them without one)."""
+        with self.view() as view:
+            selection = view.select(compile_filter(filter))
+            return len(self) if selection is None else len(selection.positions)
 
     def score(self, query: str, ids: Sequence[str]) -> np.ndarray:
         """Exact MaxSim (float32) of ``query`` against the stored documents ``ids``, in

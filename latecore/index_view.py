@@ -34,12 +34,18 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .backends import Backend, Ranking
+from .backends import Backend, ExactBackend, Ranking
+from .filters import Filter
 from .maxsim import PackedDocuments
 from .results import SearchHit
-from .store import StoreView
+from .store import Selection, StoreView
 
-__all__ = ["IndexView"]
+__all__ = ["EXACT_SUBSET", "IndexView"]
+
+EXACT_SUBSET = 2048
+"""A filter that holds for at most this many documents is searched exactly over them,
+whatever the backend (where the store holds the vectors): scoring a few thousand
+documents costs less than an engine's search, and is exact (docs/benchmarks.md)."""
 
 
 class IndexView:
@@ -64,11 +70,23 @@ class IndexView:
         """Positions of ``ids``; ``KeyError`` naming up to five that are not stored."""
         return self.store.positions(ids)
 
-    def rank(self, queries: Sequence[np.ndarray], k: int) -> list[Ranking]:
-        """The backend's best ``k`` positions for each encoded query (empty index: none)."""
-        if not len(self.store) or k == 0:
+    def select(self, filter: Filter | None) -> Selection | None:
+        """The documents a compiled filter holds for (``None``: no filter)."""
+        return None if filter is None else self.store.select(filter)
+
+    def rank(
+        self, queries: Sequence[np.ndarray], k: int, where: Selection | None = None
+    ) -> list[Ranking]:
+        """The backend's best ``k`` positions for each encoded query, among ``where``'s
+        documents when given; every position is checked against ``where`` again."""
+        if not len(self.store) or k == 0 or (where is not None and not len(where.positions)):
             return [Ranking.empty() for _ in queries]
-        return self.backend.search(self.store, queries, k)
+        if where is None:
+            return self.backend.search(self.store, queries, k)
+        backend = self.backend
+        if self.store.holds_vectors and len(where.positions) <= EXACT_SUBSET:
+            backend = ExactBackend()
+        return [where.keep(r) for r in backend.search(self.store, queries, k, where)]
 
     def vectors(self, positions: Sequence[int] | np.ndarray) -> list[np.ndarray]:
         """Token vectors at ``positions``: the store's, or one fetch from the engine."""

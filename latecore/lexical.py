@@ -126,13 +126,18 @@ class LexicalSnapshot:
         is; a store replaces its list on every change)."""
         return ids is self.ids or list(ids) == list(self.ids)
 
-    def top(self, query_tokens: list[str], n: int) -> tuple[np.ndarray, np.ndarray]:
+    def top(
+        self, query_tokens: list[str], n: int, mask: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The ``n`` best documents sharing a term with the query: their indices in
-        :attr:`ids` (int64) and BM25 scores. Ties break by index.
+        :attr:`ids` (int64) and BM25 scores. Ties break by index. With ``mask`` (bool,
+        one per document), only the documents it holds for (bm25s' ``weight_mask``).
         """
         if self.retriever is None or not query_tokens:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
-        scores = np.asarray(self.retriever.get_scores(query_tokens), dtype=np.float64)
+        weights = None if mask is None else mask.astype(np.float32)
+        scores = self.retriever.get_scores(query_tokens, weight_mask=weights)
+        scores = np.asarray(scores, dtype=np.float64)
         matching = np.flatnonzero(scores > 0)
         best = matching[np.lexsort((matching, -scores[matching]))][:n]
         return best.astype(np.int64), scores[best]

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .errors import IndexFormatError
+from .filters import MetadataColumns
 
 __all__ = [
     "DOCUMENTS_FILE",
@@ -57,6 +58,13 @@ class DocumentRecords:
         self.texts: list[str] = []
         self.metadatas: list[dict[str, Any]] = []
         self._positions: dict[str, int] = {}
+        self._columns: MetadataColumns | None = None
+
+    def columns(self) -> MetadataColumns:
+        """The metadata as columns (:mod:`latecore.filters`), built once per change."""
+        if self._columns is None:
+            self._columns = MetadataColumns(self.metadatas)
+        return self._columns
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -87,6 +95,7 @@ class DocumentRecords:
         positions = dict(self._positions)
         positions.update((doc_id, first + n) for n, doc_id in enumerate(ids))
         self._positions = positions
+        self._columns = None
 
     def keep(self, mask: np.ndarray) -> None:
         """Keep the records where ``mask`` is true (positions are renumbered)."""
@@ -94,6 +103,7 @@ class DocumentRecords:
         self.texts = [t for t, k in zip(self.texts, mask, strict=True) if k]
         self.metadatas = [m for m, k in zip(self.metadatas, mask, strict=True) if k]
         self._positions = {doc_id: p for p, doc_id in enumerate(self.ids)}
+        self._columns = None
 
     def save(self, path: Path) -> None:
         """Write the records as JSON lines.

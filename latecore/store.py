@@ -49,6 +49,7 @@ import numpy as np
 
 from ._validation import StorageDtype, check_dtype
 from .errors import IndexFormatError
+from .filters import Filter, MetadataColumns
 from .maxsim import PackedDocuments, top_k
 from .records import DOCUMENTS_FILE, LENGTHS_FILE, DocumentRecords, StoredDocument, load_records
 
@@ -58,6 +59,7 @@ __all__ = [
     "MemoryStore",
     "Ranking",
     "RecordedStore",
+    "Selection",
     "StoreView",
     "StoredDocument",
     "check_vectors",
@@ -94,6 +96,27 @@ class Ranking(NamedTuple):
         scores = np.concatenate([a.scores, b.scores]).astype(np.float32, copy=False)
         order = np.lexsort((positions, -scores))[:k]
         return cls(positions[order], scores[order])
+
+
+class Selection(NamedTuple):
+    """The documents of a store a filter holds for: the filter, a mask and the positions.
+
+    Backends restrict a search to it (:meth:`~latecore.backends.base.Backend.search`);
+    it is valid while the store is not changed.
+    """
+
+    filter: Filter
+    mask: np.ndarray
+    """bool, one per position."""
+    positions: np.ndarray
+    """int64, the positions where :attr:`mask` is true, ascending."""
+
+    def keep(self, ranking: Ranking) -> Ranking:
+        """``ranking`` without any position the filter does not hold for."""
+        inside = self.mask[ranking.positions]
+        return (
+            ranking if inside.all() else Ranking(ranking.positions[inside], ranking.scores[inside])
+        )
 
 
 def rank_vectors(
@@ -191,6 +214,15 @@ class StoreView(ABC):
     @abstractmethod
     def documents(self, positions: Sequence[int] | np.ndarray) -> list[StoredDocument]:
         """The stored documents at ``positions``, in that order."""
+
+    @abstractmethod
+    def metadata_columns(self) -> MetadataColumns:
+        """The documents' metadata as columns, in position order (for filters)."""
+
+    def select(self, filter: Filter) -> Selection:
+        """The documents ``filter`` holds for."""
+        mask = filter.mask(self.metadata_columns())
+        return Selection(filter, mask, np.flatnonzero(mask).astype(np.int64))
 
     @abstractmethod
     def token_counts(self, positions: Sequence[int] | np.ndarray) -> np.ndarray:
@@ -360,6 +392,10 @@ class RecordedStore(DocumentStore):
     def documents(self, positions: Sequence[int] | np.ndarray) -> list[StoredDocument]:
         """The stored documents at ``positions``."""
         return self._records.documents(positions)
+
+    def metadata_columns(self) -> MetadataColumns:
+        """The metadata as columns, built once per change of the store."""
+        return self._records.columns()
 
     def _check_added(
         self,

@@ -40,12 +40,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..store import Ranking, StoreView
+from ..store import Ranking, Selection, StoreView
 
 __all__ = [
     "Backend",
     "Ranking",
     "SavedState",
+    "Selection",
     "changed_positions",
     "document_digest",
     "working_folder",
@@ -121,8 +122,19 @@ class Backend(ABC):
         """Forget documents (every id given is indexed)."""
 
     @abstractmethod
-    def search(self, store: StoreView, queries: Sequence[np.ndarray], k: int) -> list[Ranking]:
-        """The best ``k`` documents of ``store`` for each query (``k >= 1``, store not empty).
+    def search(
+        self,
+        store: StoreView,
+        queries: Sequence[np.ndarray],
+        k: int,
+        where: Selection | None = None,
+    ) -> list[Ranking]:
+        """The best ``k`` documents of ``store`` for each query (``k >= 1``, store not empty),
+        among those of ``where`` when it is given (a filter's documents, never empty).
+
+        Every engine is told the filter (its own translation, or the selected
+        documents) so that it searches inside it; the index checks every hit
+        against ``where`` again before returning it.
 
         Scores are exact MaxSim (unless :attr:`exact_scores` is ``False``). When
         the store keeps no vectors (``store.holds_vectors`` is ``False``), a

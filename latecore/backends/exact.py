@@ -9,7 +9,7 @@ import numpy as np
 
 from ..maxsim import top_k
 from ..store import StoreView
-from .base import Backend, Ranking
+from .base import Backend, Ranking, Selection
 
 __all__ = ["ExactBackend"]
 
@@ -44,7 +44,33 @@ class ExactBackend(Backend):
     def delete(self, ids: Sequence[str]) -> None:
         """Nothing to do: the LateIndex stores the vectors."""
 
-    def search(self, store: StoreView, queries: Sequence[np.ndarray], k: int) -> list[Ranking]:
-        """Score all documents, keep the best ``k`` (ties: insertion order)."""
-        scores = store.score(queries)
-        return [Ranking(order, row[order]) for row in scores for order in [top_k(row, k)]]
+    def search(
+        self,
+        store: StoreView,
+        queries: Sequence[np.ndarray],
+        k: int,
+        where: Selection | None = None,
+    ) -> list[Ranking]:
+        """Score all documents (or only ``where``'s), keep the best ``k`` (ties: insertion order).
+
+        A selection of more than half the documents is scored in place with the
+        rest masked out; a smaller one is packed and scored alone.
+        """
+        if where is None:
+            return [
+                Ranking(order, row[order])
+                for row in store.score(queries)
+                for order in [top_k(row, k)]
+            ]
+        positions = where.positions
+        if 2 * len(positions) > len(store):
+            rankings = []
+            for row in store.score(queries):
+                masked = np.where(where.mask, row, -np.inf)
+                order = top_k(masked, min(k, len(positions)))
+                rankings.append(Ranking(order, row[order]))
+            return rankings
+        scores = store.score(queries, positions)
+        return [
+            Ranking(positions[order], row[order]) for row in scores for order in [top_k(row, k)]
+        ]

@@ -44,7 +44,7 @@ import numpy as np
 
 from ..base_encoder import progress_enabled
 from ..errors import EngineOwnershipError, IndexFormatError
-from ..store import StoreView, rank_vectors
+from ..store import Selection, StoreView, rank_vectors
 from .base import Backend, Ranking, SavedState, changed_positions, working_folder
 
 Owner = dict[str, Any]
@@ -223,9 +223,15 @@ class MirrorBackend(Backend):
 
     @abstractmethod
     def _query(
-        self, store: StoreView, queries: Sequence[np.ndarray], limit: int, with_vectors: bool
+        self,
+        store: StoreView,
+        queries: Sequence[np.ndarray],
+        limit: int,
+        with_vectors: bool,
+        where: Selection | None,
     ) -> list[list[Candidate]]:
-        """The engine's best ``limit`` rows for each query (their vectors too if asked)."""
+        """The engine's best ``limit`` rows for each query (their vectors too if asked),
+        among those of ``where`` when it is given (the engine filters while it searches)."""
 
     @abstractmethod
     def _limit(self, k: int) -> int:
@@ -417,18 +423,25 @@ class MirrorBackend(Backend):
             self.add_stored(store, changed)
         return len(changed), len(extra)
 
-    def search(self, store: StoreView, queries: Sequence[np.ndarray], k: int) -> list[Ranking]:
-        """The engine's best rows, re-scored exactly (from the store, or from the vectors the
-        engine returned with them when the store keeps none); the best ``k``."""
+    def search(
+        self,
+        store: StoreView,
+        queries: Sequence[np.ndarray],
+        k: int,
+        where: Selection | None = None,
+    ) -> list[Ranking]:
+        """The engine's best rows (within ``where``), re-scored exactly (from the store, or
+        from the vectors the engine returned with them when the store keeps none); the
+        best ``k``."""
         exact = self.exact_scores
         with_vectors = exact and not store.holds_vectors
-        results = self._query(store, queries, self._limit(k), with_vectors)
+        results = self._query(store, queries, self._limit(k), with_vectors, where)
         rankings = []
         for query, found in zip(queries, results, strict=True):
             rows: dict[int, Candidate] = {}
             for candidate in found:
                 position = store.find(candidate.id) if isinstance(candidate.id, str) else None
-                if position is not None:
+                if position is not None and (where is None or where.mask[position]):
                     rows.setdefault(position, candidate)
             positions = np.array(sorted(rows), dtype=np.int64)
             if not exact:

@@ -218,14 +218,18 @@ class PlaidBackend(SnapshotBackend):
         if not (directory / "metadata.json").is_file():
             raise OSError("metadata.json is missing")
 
-    def _query(self, engine: FastPlaid, queries: Sequence[np.ndarray], k: int) -> list[list[int]]:
+    def _query(
+        self, engine: FastPlaid, queries: Sequence[np.ndarray], k: int, subset: np.ndarray | None
+    ) -> list[list[int]]:
         import torch
 
         wanted = self._settings["n_candidates"] or max(4 * k, 100)
         wanted += min(self.stale, wanted)
+        available = self._passage_count if subset is None else len(subset)
         results = engine.search(
             queries_embeddings=[torch.from_numpy(np.asarray(q, dtype=np.float32)) for q in queries],
-            top_k=min(wanted, self._passage_count),
+            top_k=min(wanted, available),
+            subset=None if subset is None else subset.tolist(),
             n_ivf_probe=self._settings["n_ivf_probe"],
             n_full_scores=max(self._settings["n_full_scores"], wanted),
             show_progress=False,

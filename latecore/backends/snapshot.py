@@ -36,7 +36,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..store import StoreView
+from ..store import Selection, StoreView
 from .base import Backend, Ranking, SavedState, working_folder
 from .exact import ExactBackend
 
@@ -91,6 +91,8 @@ class SnapshotBackend(Backend):
         self._pending: dict[str, None] = {}
         self._built_size = 0
         self._passage_count = 0
+        self._changes = 0
+        self._pid_cache: tuple[object, int, np.ndarray] | None = None
 
     # --- engine calls ---------------------------------------------------------------------
 
@@ -108,8 +110,11 @@ class SnapshotBackend(Backend):
         """Release an open engine (its files stay)."""
 
     @abstractmethod
-    def _query(self, engine: Any, queries: Sequence[np.ndarray], k: int) -> list[list[int]]:
-        """The engine's candidate passage ids for each query, best first (enough for ``k``)."""
+    def _query(
+        self, engine: Any, queries: Sequence[np.ndarray], k: int, subset: np.ndarray | None
+    ) -> list[list[int]]:
+        """The engine's candidate passage ids for each query, best first (enough for ``k``);
+        only among the passages ``subset`` when it is given (never empty)."""
 
     def _insert(self, engine: Any, vectors: list[np.ndarray]) -> list[int]:
         """Add passages to a built index; their new passage ids (``incremental`` engines)."""
@@ -164,11 +169,27 @@ class SnapshotBackend(Backend):
         pid = self._pids.pop(doc_id, None)
         if pid is not None:
             del self._passages[pid]
+            self._changes += 1
 
     def _map(self, pids: Sequence[int], ids: Sequence[str]) -> None:
         for pid, doc_id in zip(pids, ids, strict=True):
             self._passages[int(pid)] = doc_id
             self._pids[doc_id] = int(pid)
+        self._changes += 1
+
+    def _passages_of(self, store: StoreView, positions: np.ndarray) -> np.ndarray:
+        """The live passage ids of the documents at ``positions`` (those the engine holds).
+
+        The position -> passage table is built once per change of the store or the map.
+        """
+        cached = self._pid_cache
+        if cached is None or cached[0] is not store.ids or cached[1] != self._changes:
+            table = np.full(len(store), -1, dtype=np.int64)
+            for doc_id, pid in self._pids.items():
+                table[store.position(doc_id)] = pid
+            cached = self._pid_cache = (store.ids, self._changes, table)
+        passages = cached[2][positions]
+        return passages[passages >= 0]
 
     # --- the protocol ---------------------------------------------------------------------
 
@@ -305,16 +326,31 @@ class SnapshotBackend(Backend):
         self._pending = {}
         self._built_size = self._passage_count = len(store)
 
-    def search(self, store: StoreView, queries: Sequence[np.ndarray], k: int) -> list[Ranking]:
-        """The engine's candidates plus the pending documents, re-scored exactly; the best ``k``."""
+    def search(
+        self,
+        store: StoreView,
+        queries: Sequence[np.ndarray],
+        k: int,
+        where: Selection | None = None,
+    ) -> list[Ranking]:
+        """The engine's candidates plus the pending documents, re-scored exactly; the best
+        ``k``. With ``where``, the engine searches only its passages (its ``subset``) and
+        only its pending documents are scored."""
         if self.needs_build(store):
             self.build(store)
         if len(self._pending) == len(store):
-            return ExactBackend().search(store, queries, k)
+            return ExactBackend().search(store, queries, k, where)
         pending = np.sort(store.positions(list(self._pending)))
+        subset = None
+        if where is not None:
+            pending = pending[where.mask[pending]]
+            subset = self._passages_of(store, where.positions)
         # Pending documents are the same for every query: score them once, in full.
         pending_scores = store.score(queries, pending)
-        candidates = self._query(self._engine, queries, k)
+        if subset is not None and not len(subset):
+            candidates: list[list[int]] = [[] for _ in queries]
+        else:
+            candidates = self._query(self._engine, queries, k, subset)
         return [
             Ranking.merge(
                 store.rank(

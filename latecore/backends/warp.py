@@ -372,8 +372,11 @@ class WarpBackend(SnapshotBackend):
         with _quiet():
             engine.delete(pids, self._settings["compact_threshold"])
 
-    def _query(self, engine: XTRWarp, queries: Sequence[np.ndarray], k: int) -> list[list[int]]:
-        """WARP's best ``max(n_candidates, k)`` passage ids for each query.
+    def _query(
+        self, engine: XTRWarp, queries: Sequence[np.ndarray], k: int, subset: np.ndarray | None
+    ) -> list[list[int]]:
+        """WARP's best ``max(n_candidates, k)`` passage ids for each query (within ``subset``:
+        xtr-warp-rs's own restriction of the search to those passages).
 
         Queries of one length are searched together (a batch pads shorter
         queries with zero vectors, which would change WARP's estimates).
@@ -396,6 +399,7 @@ class WarpBackend(SnapshotBackend):
                     t_prime=settings["t_prime"],
                     bound=settings["bound"],
                     max_candidates=settings["max_candidates"],
+                    subset=None if subset is None else subset.tolist(),
                     show_progress=False,
                 )
             for n, result in zip(members, results, strict=True):

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ..._validation import check_count, check_dtype, check_optional_count, check_positive
-from ...store import StoreView
+from ...store import Selection, StoreView
 from ..base import document_digest
 from ..mirror import Candidate, MirrorBackend
 from .table import ID_COLUMN, VECTOR_COLUMN, LanceTable, import_lancedb, metadata_json, utf8
@@ -318,12 +318,21 @@ class LanceDBBackend(MirrorBackend):
         return max(int(self._settings["n_candidates"]), k)
 
     def _query(
-        self, store: StoreView, queries: Sequence[np.ndarray], limit: int, with_vectors: bool
+        self,
+        store: StoreView,
+        queries: Sequence[np.ndarray],
+        limit: int,
+        with_vectors: bool,
+        where: Selection | None,
     ) -> list[list[Candidate]]:
         settings = self._settings
+        # latecore keeps metadata as JSON text in the table, so a filter reaches LanceDB as
+        # a prefilter on the ids of the documents it holds for: a typed expression, into
+        # which no filter value is ever written.
+        ids = None if where is None else [store.ids[p] for p in where.positions.tolist()]
         return [
             self._lance.query(
-                query, limit, settings["nprobes"], settings["refine_factor"], with_vectors
+                query, limit, settings["nprobes"], settings["refine_factor"], with_vectors, ids
             )
             for query in queries
         ]

@@ -223,6 +223,7 @@ class LanceTable(MirrorTable):
         nprobes: int,
         refine_factor: int | None,
         with_vectors: bool,
+        ids: Sequence[str] | None = None,
     ) -> list[Candidate]:
         table = self.open()
         if table is None:
@@ -237,6 +238,8 @@ class LanceTable(MirrorTable):
         )
         if refine_factor is not None:
             request = request.refine_factor(refine_factor)
+        if ids is not None:
+            request = request.where(self._rows(ids), prefilter=True)
         found = request.to_arrow()
         ids = found[ID_COLUMN].to_pylist()
         distances = found["_distance"].to_pylist()

@@ -11,9 +11,11 @@ import numpy as np
 
 from ..._validation import check_dtype, check_optional_count, check_positive
 from ...muvera import MUVERA_DEFAULTS, Muvera
-from ...store import StoreView
+from ...store import Selection, StoreView
+from ..base import SavedState
 from ..mirror import Candidate, MirrorBackend
 from .edge import EDGE_CONFIG, EdgeTable
+from .filtering import PayloadType, indexed_fields, translate
 from .legacy import is_local_mode_storage, migration_error, upgrade_options
 from .schema import Points, Schema, digest, payload, point_id
 from .server import ServerTable, check_caller_url, check_key_transport, import_client
@@ -80,6 +82,11 @@ class QdrantBackend(MirrorBackend):
         only :meth:`build` does).
     batch_size
         Points per upsert request.
+    payload_indexes
+        Payload indexes to keep (``{"metadata.tenant": "keyword"}``; types
+        ``"keyword"``, ``"float"``, ``"bool"``): filters create the ones their
+        fields need on first use; all are saved with the index and created
+        again on load where the engine lacks them.
     take_over
         Load an index into a table another index owns (a copy of it, or another
         index), making it the owner; the other index is refused from then on.
@@ -134,6 +141,7 @@ class QdrantBackend(MirrorBackend):
         datatype: Literal["float16", "float32"] = "float16",
         optimize_after: int | None = 20_000,
         batch_size: int = 128,
+        payload_indexes: Mapping[str, PayloadType] | None = None,
         recreate: bool = False,
         take_over: bool = False,
         show_progress: bool | None = None,
@@ -169,8 +177,10 @@ class QdrantBackend(MirrorBackend):
             "datatype": datatype,
             "optimize_after": optimize_after,
             "batch_size": batch_size,
+            "payload_indexes": dict(payload_indexes or {}),
         }
         self._muvera: Muvera | None = None
+        self._indexes_restored = False
         self._connection: dict[str, Any]
         if client is not None or url is not None:
             client_class, models = import_client()
@@ -287,6 +297,21 @@ class QdrantBackend(MirrorBackend):
         table = self._engine
         assert isinstance(table, EdgeTable | ServerTable)
         table.ensure(self._schema(dim))
+        self._restore_indexes()
+
+    def attach(self, store: StoreView, saved: SavedState | None) -> None:
+        """:meth:`MirrorBackend.attach`, then the saved payload indexes where they are missing."""
+        super().attach(store, saved)
+        self._restore_indexes()
+
+    def _restore_indexes(self) -> None:
+        if self._indexes_restored or not self._engine.exists():
+            return
+        table = self._engine
+        assert isinstance(table, EdgeTable | ServerTable)
+        if self._settings["payload_indexes"]:
+            table.create_indexes(dict(self._settings["payload_indexes"]))
+        self._indexes_restored = True
 
     def _digest(self, vectors: np.ndarray, text: str, metadata: Mapping[str, Any]) -> str:
         return digest(vectors, text, metadata, self._muvera_settings)
@@ -320,13 +345,36 @@ class QdrantBackend(MirrorBackend):
         )
 
     def _query(
-        self, store: StoreView, queries: Sequence[np.ndarray], limit: int, with_vectors: bool
+        self,
+        store: StoreView,
+        queries: Sequence[np.ndarray],
+        limit: int,
+        with_vectors: bool,
+        where: Selection | None,
     ) -> list[list[Candidate]]:
         table = self._engine
         assert isinstance(table, EdgeTable | ServerTable)
         prefetch = max(self._settings["prefetch"], limit)
-        # A collection no larger than the prefetch is scored in full by MaxSim.
+        condition = None
+        candidates = len(store)
+        if where is not None:
+            condition = translate(where.filter, store)
+            self._index_fields(indexed_fields(condition))
+            candidates = len(where.positions)
+        # A collection (or filtered part) no larger than the prefetch is scored in full.
         fdes = None
-        if len(store) > prefetch:
+        if candidates > prefetch:
             fdes = self._encoder(int(queries[0].shape[1])).encode_queries(queries)
-        return table.query(fdes, queries, prefetch, limit, self._settings["hnsw_ef"], with_vectors)
+        hnsw_ef = self._settings["hnsw_ef"]
+        return table.query(fdes, queries, prefetch, limit, hnsw_ef, with_vectors, condition)
+
+    def _index_fields(self, fields: Mapping[str, PayloadType]) -> None:
+        """Payload indexes on the fields filters use, created on first use; they are saved
+        with the index's settings and created again on load if the engine lacks them."""
+        known = self._settings["payload_indexes"]
+        new = {f: t for f, t in fields.items() if known.get(f) != t}
+        if new and self._engine.exists():
+            table = self._engine
+            assert isinstance(table, EdgeTable | ServerTable)
+            table.create_indexes(new)
+            known.update(new)

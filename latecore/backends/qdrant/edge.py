@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..mirror import Candidate, MirrorTable
+from .filtering import Condition, PayloadType
 from .schema import (
     COLBERT_VECTOR,
     MUVERA_VECTOR,
@@ -175,6 +176,37 @@ class EdgeTable(MirrorTable):
             if r.vector and COLBERT_VECTOR in r.vector and str(r.id) in wanted
         }
 
+    def _condition(self, node: Condition) -> Any:
+        qe = self._qe
+        if node.kind in ("must", "should", "must_not"):
+            return qe.Filter(**{node.kind: [self._condition(c) for c in node.children]})
+        if node.kind == "match":
+            return qe.FieldCondition(node.key, match=qe.MatchValue(node.value))
+        if node.kind == "match_any":
+            return qe.FieldCondition(node.key, match=qe.MatchAny(list(node.values)))
+        if node.kind == "range":
+            return qe.FieldCondition(node.key, range=qe.RangeFloat(**dict(node.bounds)))
+        if node.kind == "is_null":
+            return qe.IsNullCondition(node.key)
+        if node.kind == "is_empty":
+            return qe.IsEmptyCondition(node.key)
+        return qe.HasIdCondition(set(node.values))
+
+    def filter(self, condition: Condition) -> Any:
+        """The qdrant-edge ``Filter`` of a translated condition."""
+        built = self._condition(condition)
+        return built if isinstance(built, self._qe.Filter) else self._qe.Filter(must=[built])
+
+    def create_indexes(self, fields: dict[str, PayloadType]) -> None:
+        """Payload indexes on ``fields`` (field -> type); existing ones are kept."""
+        types = {
+            "keyword": self._qe.PayloadSchemaType.Keyword,
+            "float": self._qe.PayloadSchemaType.Float,
+            "bool": self._qe.PayloadSchemaType.Bool,
+        }
+        for field, kind in fields.items():
+            self._shard.update(self._qe.UpdateOperation.create_field_index(field, types[kind]))
+
     def query(
         self,
         fdes: np.ndarray | None,
@@ -183,15 +215,17 @@ class EdgeTable(MirrorTable):
         limit: int,
         hnsw_ef: int | None,
         with_vectors: bool,
+        condition: Condition | None = None,
     ) -> list[list[Candidate]]:
         qe = self._qe
         params = qe.SearchParams(hnsw_ef=hnsw_ef) if hnsw_ef else None
+        where = None if condition is None else self.filter(condition)
         requests = []
         for i, query in enumerate(queries):
             stages = None
             if fdes is not None:
                 first = qe.Query.Nearest(fdes[i], using=MUVERA_VECTOR)
-                stages = [qe.Prefetch(limit=prefetch, query=first, params=params)]
+                stages = [qe.Prefetch(limit=prefetch, query=first, params=params, filter=where)]
             requests.append(
                 qe.QueryRequest(
                     limit=limit,
@@ -199,6 +233,7 @@ class EdgeTable(MirrorTable):
                     prefetches=stages,
                     with_payload=[PAYLOAD_ID],
                     with_vector=[COLBERT_VECTOR] if with_vectors else None,
+                    filter=where,
                 )
             )
         responses = self._shard.query_batch(qe.QueryBatchRequest(requests))

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..mirror import Candidate, MirrorTable
 from .edge import EXTRA_HINT
+from .filtering import Condition, PayloadType
 from .schema import (
     COLBERT_VECTOR,
     MUVERA_VECTOR,
@@ -234,6 +235,41 @@ class ServerTable(MirrorTable):
             if isinstance(r.vector, Mapping) and COLBERT_VECTOR in r.vector and str(r.id) in wanted
         }
 
+    def _condition(self, node: Condition) -> Any:
+        models = self._models
+        if node.kind in ("must", "should", "must_not"):
+            return models.Filter(**{node.kind: [self._condition(c) for c in node.children]})
+        if node.kind == "match":
+            return models.FieldCondition(key=node.key, match=models.MatchValue(value=node.value))
+        if node.kind == "match_any":
+            return models.FieldCondition(key=node.key, match=models.MatchAny(any=list(node.values)))
+        if node.kind == "range":
+            return models.FieldCondition(key=node.key, range=models.Range(**dict(node.bounds)))
+        if node.kind == "is_null":
+            return models.IsNullCondition(is_null=models.PayloadField(key=node.key))
+        if node.kind == "is_empty":
+            return models.IsEmptyCondition(is_empty=models.PayloadField(key=node.key))
+        return models.HasIdCondition(has_id=list(node.values))
+
+    def filter(self, condition: Condition) -> Any:
+        """The qdrant-client ``Filter`` of a translated condition."""
+        built = self._condition(condition)
+        return (
+            built if isinstance(built, self._models.Filter) else self._models.Filter(must=[built])
+        )
+
+    def create_indexes(self, fields: dict[str, PayloadType]) -> None:
+        """Payload indexes on ``fields`` (field -> type); existing ones are kept."""
+        types = {
+            "keyword": self._models.PayloadSchemaType.KEYWORD,
+            "float": self._models.PayloadSchemaType.FLOAT,
+            "bool": self._models.PayloadSchemaType.BOOL,
+        }
+        for field, kind in fields.items():
+            self.client.create_payload_index(
+                self._name, field_name=field, field_schema=types[kind], wait=True
+            )
+
     def query(
         self,
         fdes: np.ndarray | None,
@@ -242,9 +278,11 @@ class ServerTable(MirrorTable):
         limit: int,
         hnsw_ef: int | None,
         with_vectors: bool,
+        condition: Condition | None = None,
     ) -> list[list[Candidate]]:
         models = self._models
         params = models.SearchParams(hnsw_ef=hnsw_ef) if hnsw_ef else None
+        where = None if condition is None else self.filter(condition)
         requests = [
             models.QueryRequest(
                 query=np.asarray(query, dtype=np.float32).tolist(),
@@ -252,8 +290,13 @@ class ServerTable(MirrorTable):
                 prefetch=None
                 if fdes is None
                 else models.Prefetch(
-                    query=fdes[i].tolist(), using=MUVERA_VECTOR, limit=prefetch, params=params
+                    query=fdes[i].tolist(),
+                    using=MUVERA_VECTOR,
+                    limit=prefetch,
+                    params=params,
+                    filter=where,
                 ),
+                filter=where,
                 limit=limit,
                 with_payload=[PAYLOAD_ID],
                 with_vector=[COLBERT_VECTOR] if with_vectors else False,
