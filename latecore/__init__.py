@@ -14,6 +14,7 @@ from .cache import CacheStats, MultivectorCache, cache_key
 from .encoder import DEFAULT_MODEL, BaseEncoder, Encoder, EncodeStats, load_encoder
 from .errors import (
     FingerprintMismatchError,
+    IndexChangedError,
     IndexFormatError,
     InputError,
     LatecoreError,
@@ -43,6 +44,7 @@ __all__ = [
     "FingerprintMismatchError",
     "HybridHit",
     "HybridSearcher",
+    "IndexChangedError",
     "IndexFormatError",
     "InputError",
     "LateIndex",

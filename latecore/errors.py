@@ -10,7 +10,10 @@ and also from the built-in type a caller would naturally catch, so that
     ├── FingerprintMismatchError(LatecoreError, ValueError)
     │       a saved index was built by an encoder that produces different vectors
     ├── IndexFormatError(LatecoreError, ValueError)
-    │       a saved index directory is missing files or has an unknown format
+    │   │   a saved index directory is missing files, is damaged or has an unknown format
+    │   └── IndexChangedError
+    │           another process saved over the index while it was being loaded:
+    │           loading it again reads the new save
     └── InputError(LatecoreError, ValueError)
             documents cannot be read from a path: missing, unsupported type,
             not UTF-8, or a malformed JSON-lines record
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 __all__ = [
     "FingerprintMismatchError",
+    "IndexChangedError",
     "IndexFormatError",
     "InputError",
     "LatecoreError",
@@ -50,6 +54,10 @@ class FingerprintMismatchError(LatecoreError, ValueError):
 
 class IndexFormatError(LatecoreError, ValueError):
     """A saved index directory is incomplete or in an unknown format."""
+
+
+class IndexChangedError(IndexFormatError):
+    """The saved index was replaced by another save while it was being loaded: load it again."""
 
 
 class InputError(LatecoreError, ValueError):

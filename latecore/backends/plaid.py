@@ -21,8 +21,10 @@ An index smaller than ``rebuild_min`` is therefore searched exactly, without
 any PLAID build. Snapshots live in ``index_folder`` (default: a temporary
 directory removed by :meth:`PlaidBackend.close` or at exit);
 :meth:`~latecore.index.LateIndex.save` copies the current one next to the
-index, and :meth:`~latecore.index.LateIndex.load` searches it in place (a later
-rebuild writes to ``index_folder``, never into the saved directory).
+index, and :meth:`~latecore.index.LateIndex.load` checks it against the saved
+manifest (sizes, ``.npy`` headers, digests: a damaged or tampered file makes it
+rebuild the snapshot, never crash) and searches a copy of it in
+``index_folder``, never the saved directory itself.
 
 fast-plaid is a dependency of pylate, so this backend needs no extra install;
 it is imported only when the backend is chosen. fast-plaid's index files are
@@ -44,7 +46,7 @@ import numpy as np
 
 from .._validation import check_count, check_optional_count, check_positive
 from ..store import StoreView
-from .base import Backend, Ranking, SavedState, working_folder
+from .base import Backend, Ranking, SavedState, engine_failed, working_folder
 
 if TYPE_CHECKING:
     from fast_plaid.search import FastPlaid
@@ -174,21 +176,33 @@ class PlaidBackend(Backend):
         )
 
     def attach(self, store: StoreView, saved: SavedState | None) -> None:
-        """Open the saved snapshot if there is one, else treat every document as pending."""
+        """Open the saved snapshot if there is one, else treat every document as pending.
+
+        The saved snapshot is checked against the manifest and copied into
+        ``index_folder`` first (fast-plaid writes into the directory it loads):
+        fast-plaid opens only that copy. If any file differs, the snapshot is
+        rebuilt from the stored vectors (nothing is lost).
+        """
         self._pending = dict.fromkeys(store.ids)
         if saved is None or not saved.state.get("snapshot"):
             return
         import json
 
-        directory = saved.directory / _SNAPSHOT_DIR
         try:
-            ids = json.loads((saved.directory / _IDS_FILE).read_text(encoding="utf-8"))
-            if not (directory / "metadata.json").is_file():
-                raise OSError("metadata.json is missing")
-        except (OSError, ValueError):
-            logger.warning("PLAID snapshot in %s is unreadable; it will be rebuilt", directory)
+            ids = [str(i) for i in json.loads((saved.directory / _IDS_FILE).read_text("utf-8"))]
+            directory = saved.checked_copy(_SNAPSHOT_DIR, self._root, link=False)
+        except (OSError, ValueError, TypeError) as error:
+            saved.raise_if_replaced(error)
+            logger.warning("saved PLAID snapshot is unusable (%s); it will be rebuilt", error)
             return
-        self._open_snapshot(directory, [str(i) for i in ids], owned=False)
+        try:
+            self._open_snapshot(directory, ids, owned=True)
+        except BaseException as error:
+            shutil.rmtree(directory, ignore_errors=True)
+            if not engine_failed(error):
+                raise
+            logger.warning("saved PLAID snapshot does not load (%s); it will be rebuilt", error)
+            return
         self._stale = {str(i) for i in saved.state.get("stale", [])} & self._in_snapshot
         live = set(store.ids)
         self._stale |= self._in_snapshot - live

@@ -27,9 +27,12 @@ Life cycle:
 The index lives in ``index_folder`` (default: a temporary directory removed by
 :meth:`WarpBackend.close` or at exit). :meth:`~latecore.index.LateIndex.save`
 copies it to ``warp/`` in the saved directory, with the passage-id -> latecore-id
-mapping as JSON; :meth:`~latecore.index.LateIndex.load` searches that copy in
-place and copies it to ``index_folder`` before its first change, so a saved
-directory is never modified. xtr-warp-rs writes ``.npy`` arrays and JSON;
+mapping as JSON; :meth:`~latecore.index.LateIndex.load` checks those files
+against the saved manifest (sizes, ``.npy`` headers, digests: a damaged or
+tampered file makes it rebuild WARP from the stored vectors, never crash),
+hard-links them into ``index_folder`` (copies them across file systems), searches
+them there, and copies them before its first change, so a saved directory is
+never modified. xtr-warp-rs writes ``.npy`` arrays and JSON;
 latecore gives it no metadata (so no ``metadata.duckdb``) and pickles nothing.
 
 Requires ``pip install 'latecore[warp]'`` (xtr-warp-rs; imported only when the
@@ -54,7 +57,7 @@ import numpy as np
 from .._validation import check_count, check_optional_count, check_positive
 from ..base_encoder import progress_enabled
 from ..store import StoreView
-from .base import Backend, Ranking, SavedState, working_folder
+from .base import Backend, Ranking, SavedState, engine_failed, working_folder
 from .exact import ExactBackend
 
 if TYPE_CHECKING:
@@ -122,11 +125,6 @@ def _quiet() -> Iterator[None]:
     finally:
         for each in loggers:
             each.removeFilter(chatter)
-
-
-def _engine_failed(error: BaseException) -> bool:
-    """Whether ``error`` is an engine failure (a Rust panic is a ``BaseException``)."""
-    return not isinstance(error, (KeyboardInterrupt, SystemExit, GeneratorExit))
 
 
 def default_partitions(n_tokens: int) -> int:
@@ -305,6 +303,7 @@ class WarpBackend(Backend):
         self._warp: XTRWarp | None = None
         self._dir: Path | None = None
         self._owned = False
+        self._linked = False
         self._ids: dict[int, str] = {}
         self._pids: dict[str, int] = {}
         self._pending: dict[str, None] = {}
@@ -334,38 +333,35 @@ class WarpBackend(Backend):
         return f"WarpBackend(indexed={self.indexed}, pending={self.pending})"
 
     def attach(self, store: StoreView, saved: SavedState | None) -> None:
-        """Open the saved WARP index if there is one, else treat every document as pending."""
+        """Open the saved WARP index if there is one, else treat every document as pending.
+
+        The saved files are checked against the manifest and hard-linked (copied
+        across file systems) into ``index_folder`` first: WARP opens only those.
+        If any differs, WARP is rebuilt from the stored vectors (nothing is lost).
+        """
         self._pending = dict.fromkeys(store.ids)
         if saved is None or not saved.state.get("built"):
             return
-        directory = saved.directory / _INDEX_DIR
         try:
             mapping = self._read_mapping(saved.directory / _IDS_FILE)
+            directory = saved.checked_copy(_INDEX_DIR, self._root, link=True)
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            saved.raise_if_replaced(error)
+            logger.warning("saved WARP index is unusable (%s); it will be rebuilt", error)
+            return
+        try:
             metadata = json.loads((directory / "metadata.json").read_text(encoding="utf-8"))
             if len(store) and metadata.get("dim") != store.dim:
                 raise ValueError(f"dimension {metadata.get('dim')} is not {store.dim}")
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            logger.warning(
-                "WARP index in %s is unusable (%s); it will be rebuilt", directory, error
-            )
-            return
-        unknown = [i for i in mapping.values() if i not in store]
-        if unknown:
-            logger.warning(
-                "WARP index in %s holds %d documents the index does not (%s); it will be rebuilt",
-                directory,
-                len(unknown),
-                unknown[:5],
-            )
-            return
-        try:
-            self._open(directory, owned=False)
+            unknown = [i for i in mapping.values() if i not in store]
+            if unknown:
+                raise ValueError(f"it holds {len(unknown)} unknown documents {unknown[:5]}")
+            self._open(directory, owned=False, linked=True)
         except BaseException as error:
-            if not _engine_failed(error):
+            shutil.rmtree(directory, ignore_errors=True)
+            if not engine_failed(error):
                 raise
-            logger.warning(
-                "WARP index in %s does not load (%s); it will be rebuilt", directory, error
-            )
+            logger.warning("saved WARP index is unusable (%s); it will be rebuilt", error)
             return
         self._ids = mapping
         self._pids = {doc_id: pid for pid, doc_id in mapping.items()}
@@ -408,7 +404,7 @@ class WarpBackend(Backend):
                 [vectors[n] for n in replaced],
             )
         except BaseException as error:
-            if not _engine_failed(error):
+            if not engine_failed(error):
                 raise
             logger.warning(
                 "WARP could not index %d documents (%s); they are scored exactly "
@@ -460,7 +456,7 @@ class WarpBackend(Backend):
             with _quiet():
                 self._writable().delete(pids, self._settings["compact_threshold"])
         except BaseException as error:
-            if not _engine_failed(error):
+            if not engine_failed(error):
                 raise
             logger.warning("WARP could not delete %d passages (%s)", len(pids), error)
 
@@ -599,20 +595,22 @@ class WarpBackend(Backend):
     def _load(self, warp: XTRWarp) -> None:
         warp.load(device=self.device, mmap=self.device == "cpu")
 
-    def _open(self, directory: Path, *, owned: bool) -> None:
+    def _open(self, directory: Path, *, owned: bool, linked: bool = False) -> None:
+        """Load the WARP index in ``directory``: ``owned`` (ours to change and remove) or
+        ``linked`` (hard links to a saved index: ours to remove, copied before a change)."""
         warp = self._warp_class(str(directory), device=self.device)
         with _quiet():
             self._load(warp)
         self._release()
-        self._warp, self._dir, self._owned = warp, directory, owned
+        self._warp, self._dir, self._owned, self._linked = warp, directory, owned, linked
 
     def _writable(self) -> XTRWarp:
-        """The WARP index, first copied to ``index_folder`` if it is a saved one."""
+        """The WARP index, first copied (within ``index_folder``) if it links a saved one."""
         if not self._owned:
             assert self._dir is not None
             copy = self._root / f"warp-{uuid.uuid4().hex[:12]}"
-            shutil.copytree(self._dir, copy)
             try:
+                shutil.copytree(self._dir, copy)
                 self._open(copy, owned=True)
             except BaseException:
                 shutil.rmtree(copy, ignore_errors=True)
@@ -621,9 +619,9 @@ class WarpBackend(Backend):
         return self._warp
 
     def _release(self) -> None:
-        """Free the WARP index, and remove its directory if it is ours (not a saved one)."""
+        """Free the WARP index, and remove its directory (owned or linked)."""
         if self._warp is not None:
             self._warp.free()
-        if self._owned and self._dir is not None:
+        if (self._owned or self._linked) and self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
-        self._warp, self._dir, self._owned = None, None, False
+        self._warp, self._dir, self._owned, self._linked = None, None, False, False

@@ -133,6 +133,21 @@ def save_loop(target: str, *sources: str) -> None:
         print("saved", i % len(indexes), flush=True)
 
 
+def save_count(target: str, count: str, stop: str, *sources: str) -> None:
+    """Save the indexes in ``sources`` to ``target`` in turn: ``count`` times at least, and
+    until the file ``stop`` exists; then print how many saves were made."""
+    from latecore import LateIndex
+    from latecore.testing import FakeEncoder
+
+    indexes = [LateIndex.load(source, FakeEncoder()) for source in sources]
+    print("ready", flush=True)
+    saves = 0
+    while saves < int(count) or not os.path.exists(stop):
+        indexes[saves % len(indexes)].save(target)
+        saves += 1
+    print("saved", saves, flush=True)
+
+
 if __name__ == "__main__":
     mode, *args = sys.argv[1:]
     if mode == "storm":
@@ -145,5 +160,7 @@ if __name__ == "__main__":
         hold(args[0], args[1], float(args[2]))
     elif mode == "save":
         save_loop(args[0], *args[1:])
+    elif mode == "saves":
+        save_count(args[0], *args[1:])
     else:
         raise SystemExit(f"unknown mode {mode!r}")
