@@ -48,6 +48,7 @@ import math
 import shutil
 import threading
 import uuid
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,6 +58,7 @@ import numpy as np
 from .._validation import check_count, check_optional_count, check_positive
 from ..base_encoder import progress_enabled
 from ..store import StoreView
+from ._engine_thread import EngineThread, on_engine_thread
 from .base import Backend, Ranking, SavedState, engine_failed, working_folder
 from .exact import ExactBackend
 
@@ -125,6 +127,10 @@ def _quiet() -> Iterator[None]:
     finally:
         for each in loggers:
             each.removeFilter(chatter)
+
+
+def _free(warp: XTRWarp) -> None:
+    warp.free()
 
 
 def default_partitions(n_tokens: int) -> int:
@@ -300,7 +306,8 @@ class WarpBackend(Backend):
         }
         self.device = device
         self._root, self._cleanup = working_folder(self, index_folder, "latecore-warp-")
-        self._warp: XTRWarp | None = None
+        self._engine: EngineThread[XTRWarp] = EngineThread("latecore-warp", _free)
+        weakref.finalize(self, self._engine.close)
         self._dir: Path | None = None
         self._owned = False
         self._linked = False
@@ -308,6 +315,15 @@ class WarpBackend(Backend):
         self._pids: dict[str, int] = {}
         self._pending: dict[str, None] = {}
         self._built_size = 0
+
+    @property
+    def _warp(self) -> XTRWarp | None:
+        """The loaded WARP index, held by the engine thread: only it may use or free it."""
+        return self._engine.handle
+
+    @_warp.setter
+    def _warp(self, warp: XTRWarp | None) -> None:
+        self._engine.handle = warp
 
     @property
     def options(self) -> dict[str, Any]:
@@ -416,6 +432,7 @@ class WarpBackend(Backend):
                 self._forget(ids[n])
                 self._pending[ids[n]] = None
 
+    @on_engine_thread
     def _write(
         self,
         new_ids: list[str],
@@ -442,6 +459,7 @@ class WarpBackend(Backend):
                     self._ids[int(pid)] = doc_id
                     self._pids[doc_id] = int(pid)
 
+    @on_engine_thread
     def delete(self, ids: Sequence[str]) -> None:
         """Tombstone documents in WARP (they are never returned again, even if that fails)."""
         pids = []
@@ -474,6 +492,7 @@ class WarpBackend(Backend):
         grown = growth is not None and len(store) >= growth * max(self._built_size, 1)
         return grown or len(self._pending) > settings["build_min"]
 
+    @on_engine_thread
     def build(self, store: StoreView) -> None:
         """Build a WARP index of every document in ``store`` (replacing the current one).
 
@@ -540,6 +559,7 @@ class WarpBackend(Backend):
             for query, positions, scores in zip(queries, candidates, pending_scores, strict=True)
         ]
 
+    @on_engine_thread
     def _candidates(
         self, store: StoreView, queries: Sequence[np.ndarray], k: int
     ) -> list[list[int]]:
@@ -587,14 +607,16 @@ class WarpBackend(Backend):
         return {"built": True, "built_size": self._built_size}
 
     def close(self) -> None:
-        """Free the WARP index and remove the temporary folder (if latecore made it)."""
+        """Free the WARP index, stop its thread and remove the temporary folder (if made)."""
         self._release()
+        self._engine.close()
         self._ids, self._pids, self._pending = {}, {}, {}
         self._cleanup()
 
     def _load(self, warp: XTRWarp) -> None:
         warp.load(device=self.device, mmap=self.device == "cpu")
 
+    @on_engine_thread
     def _open(self, directory: Path, *, owned: bool, linked: bool = False) -> None:
         """Load the WARP index in ``directory``: ``owned`` (ours to change and remove) or
         ``linked`` (hard links to a saved index: ours to remove, copied before a change)."""
@@ -604,6 +626,7 @@ class WarpBackend(Backend):
         self._release()
         self._warp, self._dir, self._owned, self._linked = warp, directory, owned, linked
 
+    @on_engine_thread
     def _writable(self) -> XTRWarp:
         """The WARP index, first copied (within ``index_folder``) if it links a saved one."""
         if not self._owned:
@@ -618,6 +641,7 @@ class WarpBackend(Backend):
         assert self._warp is not None
         return self._warp
 
+    @on_engine_thread
     def _release(self) -> None:
         """Free the WARP index, and remove its directory (owned or linked)."""
         if self._warp is not None:
