@@ -82,7 +82,7 @@ def _npy_header(reader: BinaryIO, size: int, name: str) -> dict[str, Any]:
             shape, fortran_order, dtype = npy_format.read_array_header_2_0(reader)
         else:
             raise ValueError(f".npy version {version} is not supported")
-    except (ValueError, OSError, EOFError) as error:
+    except Exception as error:  # numpy's parser of untrusted headers raises many kinds
         raise IndexFormatError(
             f"{name} is damaged: its .npy header is unreadable ({error})"
         ) from error
@@ -111,9 +111,11 @@ def _read_record(directory: Path, name: str) -> dict[str, Any]:
         if name.endswith(".npy"):
             record["npy"] = _npy_header(reader, status.st_size, name)
             reader.seek(0)
-        digest = xxhash.xxh3_128()
-        while chunk := reader.read(_CHUNK):
-            digest.update(chunk)
+        # Read into one buffer (not mmap: a file truncated meanwhile would raise SIGBUS).
+        digest, buffer = xxhash.xxh3_128(), bytearray(min(_CHUNK, status.st_size) or 1)
+        view = memoryview(buffer)
+        while read := reader.readinto(buffer):
+            digest.update(view[:read])
         record["xxh3_128"] = digest.hexdigest()
     return record
 
