@@ -15,6 +15,7 @@ from .encoder import DEFAULT_MODEL, BaseEncoder, Encoder, EncodeStats, load_enco
 from .errors import (
     EngineOwnershipError,
     FingerprintMismatchError,
+    IndexChangedError,
     IndexFormatError,
     InputError,
     LatecoreError,
@@ -45,6 +46,7 @@ __all__ = [
     "FingerprintMismatchError",
     "HybridHit",
     "HybridSearcher",
+    "IndexChangedError",
     "IndexFormatError",
     "InputError",
     "LateIndex",

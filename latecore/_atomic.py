@@ -8,6 +8,13 @@ leaves both complete copies beside it, and :func:`readable_directory` (what a
 loader calls) then reads the old one. The next :func:`replace_directory` puts
 it back before doing anything else.
 
+A saved directory is never changed once it is in place: a later replacement
+renames it aside and deletes it. :class:`OpenedDirectory` (what a loader uses)
+therefore resolves the current directory once and reads every file through one
+directory handle: whatever a concurrent replacement does, the files read all
+belong to that one save, or are missing (then :meth:`OpenedDirectory.is_current`
+says whether the directory was replaced meanwhile).
+
 Examples
 --------
 >>> import tempfile
@@ -27,7 +34,12 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["readable_directory", "replace_directory"]
+from .errors import IndexChangedError
+
+__all__ = ["OpenedDirectory", "readable_directory", "replace_directory"]
+
+_PROC_FD = Path("/proc/self/fd")
+_OPEN_ATTEMPTS = 20
 
 
 def _staging(target: Path) -> Path:
@@ -63,6 +75,96 @@ def readable_directory(target: Path) -> Path:
     if not target.exists() and retired.is_dir():
         return retired
     return target
+
+
+class OpenedDirectory:
+    """The directory a loader reads ``target`` from, opened once (see the module docstring).
+
+    :attr:`path` names the opened directory itself where the system allows
+    (``/proc/self/fd/N`` on Linux), so paths below it keep naming that save's
+    files after the target is renamed or replaced; elsewhere it is the
+    resolved path, and :attr:`stable` is ``False``. Close it when done (or use
+    it as a context manager).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``target`` (or a copy left by an interrupted replacement) does not exist.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> target = Path(tempfile.mkdtemp()) / "index"
+    >>> replace_directory(target, lambda d: (d / "a.txt").write_text("v1"))
+    >>> with OpenedDirectory(target) as opened:
+    ...     before = (opened.path / "a.txt").read_text()
+    ...     replace_directory(target, lambda d: (d / "a.txt").write_text("v2"), is_ours=bool)
+    ...     # the old save was deleted: its file is gone, never replaced by the new one's
+    ...     before, opened.is_current(), (opened.path / "a.txt").exists() != opened.stable
+    ('v1', False, True)
+    """
+
+    def __init__(self, target: Path) -> None:
+        self.target = target
+        self._descriptor: int | None = None
+        directory = self._open(target)
+        fd_path = _PROC_FD / str(self._descriptor)
+        self.stable = self._descriptor is not None and fd_path.is_dir()
+        self.path = fd_path if self.stable else directory
+        self.directory = directory
+        """The directory opened, by name (:attr:`path` may name it through the handle)."""
+
+    def _open(self, target: Path) -> Path:
+        """Open the readable directory of ``target``; set its identity; return its path."""
+        for attempt in range(_OPEN_ATTEMPTS):
+            directory = readable_directory(target)
+            try:
+                self._descriptor = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+                self._identity = _identity(os.fstat(self._descriptor))
+                return directory
+            except FileNotFoundError:
+                # Renamed between the check and the open: resolve it again.
+                still_there = target.exists() or _retired(target).is_dir()
+                if attempt + 1 == _OPEN_ATTEMPTS or not still_there:
+                    raise
+            except OSError:  # a system that cannot open directories: read by path
+                self._identity = _identity(os.stat(directory))
+                return directory
+        raise AssertionError("unreachable")
+
+    def is_current(self) -> bool:
+        """Whether ``target`` still reads as the directory opened (no replacement since)."""
+        try:
+            return _identity(os.stat(readable_directory(self.target))) == self._identity
+        except OSError:
+            return False
+
+    def named(self, text: str) -> str:
+        """``text`` with :attr:`path` written as :attr:`directory` (for messages)."""
+        return text.replace(str(self.path), str(self.directory))
+
+    def replaced(self) -> IndexChangedError:
+        """The error to raise when reading failed because ``target`` was replaced meanwhile."""
+        return IndexChangedError(
+            f"{self.target} was replaced by another save while it was being loaded; "
+            "load it again (the new save is complete)"
+        )
+
+    def close(self) -> None:
+        """Close the directory handle (idempotent)."""
+        if self._descriptor is not None:
+            os.close(self._descriptor)
+            self._descriptor = None
+
+    def __enter__(self) -> OpenedDirectory:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _identity(status: os.stat_result) -> tuple[int, int]:
+    return status.st_dev, status.st_ino
 
 
 def _recover(target: Path) -> None:

@@ -7,6 +7,12 @@ SHA-256 digests (see :func:`cache_key`). A row that is anything else -- a pickle
 value planted by diskcache's default ``Disk``, a file name pointing outside the
 directory, a truncated or bit-flipped payload -- reads as a miss, is recomputed
 by the caller and replaced on the next write.
+
+The database's own ``Settings`` table is untrusted too: diskcache would apply
+every row of it (as an attribute of the cache, such as the directory it opens,
+of its ``Disk``, or as a SQLite ``PRAGMA``). :class:`MultivectorCache` fixes
+every setting when it opens (see :data:`FIXED_SETTINGS`) and ignores, with a
+warning, any stored row that differs.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import struct
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -28,10 +34,11 @@ from typing import Any, Literal
 import diskcache
 import numpy as np
 import xxhash
-from diskcache.core import MODE_BINARY, MODE_RAW
+from diskcache.core import DEFAULT_SETTINGS, ENOVAL, METADATA, MODE_BINARY, MODE_RAW
 
 __all__ = [
     "CACHE_SCHEMA_VERSION",
+    "FIXED_SETTINGS",
     "CacheStats",
     "MultivectorCache",
     "SafeDisk",
@@ -58,6 +65,20 @@ _FRAME_VERSION = 2
 _HEADER = struct.Struct("<4sBBxxIIQ")
 _DTYPE_CODES: dict[str, int] = {"float16": 1, "float32": 2}
 _CODE_DTYPES = {code: np.dtype(name) for name, code in _DTYPE_CODES.items()}
+
+_ALL_IN_SQLITE = 2**31 - 1
+"""``disk_min_file_size``: every value stays inside SQLite (no value files to read or remove)."""
+
+FIXED_SETTINGS: Mapping[str, object] = {
+    **DEFAULT_SETTINGS,
+    "statistics": 0,  # reads never write to the database
+    "tag_index": 0,
+    "disk_min_file_size": _ALL_IN_SQLITE,
+}
+"""The diskcache settings of every :class:`MultivectorCache` (``size_limit`` and
+``eviction_policy`` come from its arguments): what its database says is ignored."""
+_CHOSEN_SETTINGS = ("size_limit", "eviction_policy")
+"""Settings each process chooses; another process's stored choice is no warning."""
 
 
 def _length_prefixed(part: bytes) -> bytes:
@@ -168,8 +189,12 @@ class SafeDisk(diskcache.Disk):
     Keys must be ``bytes`` and values ``bytes``; anything else is refused on
     write. On read, a row in any other mode (pickle, text) is returned as
     ``None``, and a file name that resolves outside the cache directory is
-    neither read nor removed.
+    neither read nor removed. It always keeps values inside SQLite: the
+    ``disk_*`` settings diskcache passes from its database are ignored.
     """
+
+    def __init__(self, directory: str, /, **stored_settings: Any) -> None:
+        super().__init__(directory, min_file_size=_ALL_IN_SQLITE, pickle_protocol=0)
 
     def put(self, key: Any) -> tuple[Any, bool]:
         if type(key) is not bytes:
@@ -240,6 +265,70 @@ def default_cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("latecore")) / "multivectors"
 
 
+def _stored_settings(directory: Path) -> dict[str, object]:
+    """The rows of the ``Settings`` table of the cache database in ``directory`` (if any)."""
+    database = directory / "cache.db"
+    if not database.is_file():
+        return {}
+    try:
+        with contextlib.closing(sqlite3.connect(database, timeout=1.0)) as connection:
+            return dict(connection.execute("SELECT key, value FROM Settings").fetchall())
+    except sqlite3.Error:
+        return {}
+
+
+class _FixedSettingsCache(diskcache.Cache):
+    """A diskcache ``Cache`` that runs with the settings it is opened with, whatever its
+    database's ``Settings`` table says (that table is diskcache's only source of truth:
+    it would otherwise apply every row, on opening and on each new connection).
+
+    Known settings always take the given value; other rows (``_directory``,
+    ``disk__directory``, an arbitrary ``sqlite_*`` pragma...) are ignored; the
+    stored count and size are not trusted (:meth:`__len__` counts, :meth:`volume`
+    measures the database: values are never stored in files).
+    """
+
+    def __init__(self, directory: Path, *, timeout: float, settings: Mapping[str, object]) -> None:
+        self._fixed = dict(settings)
+        self._ignored: set[str] = set()
+        stored = _stored_settings(directory)
+        for key, value in stored.items():
+            if key not in METADATA and key not in _CHOSEN_SETTINGS:
+                self._check_stored(key, value)
+        super().__init__(str(directory), timeout=timeout, disk=SafeDisk, **self._fixed)
+
+    def _check_stored(self, key: str, value: object) -> None:
+        """Log once per key a stored setting that differs from the fixed one (it is ignored)."""
+        if self._fixed.get(key, ENOVAL) == value or key in self._ignored:
+            return
+        self._ignored.add(key)
+        logger.warning(
+            "ignoring the setting %s=%r stored in the cache database in %s: latecore fixes "
+            "its cache settings (was the directory written by another program?)",
+            key,
+            value,
+            getattr(self, "_directory", "the cache directory"),
+        )
+
+    def reset(self, key: str, value: Any = ENOVAL, update: bool = True) -> Any:
+        if key in self._fixed:
+            if value is not ENOVAL and key not in _CHOSEN_SETTINGS:
+                self._check_stored(key, value)
+            return super().reset(key, self._fixed[key], update)
+        if key in METADATA:
+            return super().reset(key, value, update)
+        self._check_stored(key, value)
+        return None
+
+    def volume(self) -> int:
+        ((page_count,),) = self._sql("PRAGMA page_count").fetchall()
+        return int(self._page_size * page_count)
+
+    def __len__(self) -> int:
+        ((count,),) = self._sql("SELECT COUNT(*) FROM Cache").fetchall()
+        return int(count)
+
+
 @dataclass(frozen=True)
 class CacheStats:
     """Counters of one :class:`MultivectorCache` (hits and misses are this process's)."""
@@ -266,6 +355,9 @@ class MultivectorCache:
         takes the volume over it, diskcache evicts the *least recently stored*
         entries first (``eviction_policy``); reads never write to the database.
         Evicted entries are simply recomputed on their next use.
+        The settings diskcache keeps in the database are never trusted: this
+        limit, the eviction policy and :data:`FIXED_SETTINGS` apply, whatever
+        the database says (a differing stored row is ignored with a warning).
     eviction_policy
         Any diskcache policy: ``"least-recently-stored"`` (default),
         ``"least-recently-used"``, ``"least-frequently-used"`` or ``"none"``.
@@ -308,15 +400,14 @@ class MultivectorCache:
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.dtype: StorageDtype = dtype
         self.size_limit = size_limit
-        self._store = diskcache.Cache(
-            str(self.directory),
+        self._store = _FixedSettingsCache(
+            self.directory,
             timeout=timeout,
-            disk=SafeDisk,
-            size_limit=size_limit,
-            eviction_policy=eviction_policy,
-            # Keep every value inside SQLite: no value files to read or remove.
-            disk_min_file_size=2**31 - 1,
-            statistics=False,
+            settings={
+                **FIXED_SETTINGS,
+                "size_limit": size_limit,
+                "eviction_policy": eviction_policy,
+            },
         )
         self._memory_limit = memory_bytes
         self._memory: OrderedDict[bytes, np.ndarray] = OrderedDict()

@@ -10,7 +10,10 @@ and also from the built-in type a caller would naturally catch, so that
     ├── FingerprintMismatchError(LatecoreError, ValueError)
     │       a saved index was built by an encoder that produces different vectors
     ├── IndexFormatError(LatecoreError, ValueError)
-    │       a saved index directory is missing files or has an unknown format
+    │   │   a saved index directory is missing files, is damaged or has an unknown format
+    │   └── IndexChangedError
+    │           another process saved over the index while it was being loaded:
+    │           loading it again reads the new save
     ├── EngineOwnershipError(LatecoreError, ValueError)
     │       an engine table belongs to another index (a copy, or another index)
     └── InputError(LatecoreError, ValueError)
@@ -30,6 +33,7 @@ from __future__ import annotations
 __all__ = [
     "EngineOwnershipError",
     "FingerprintMismatchError",
+    "IndexChangedError",
     "IndexFormatError",
     "InputError",
     "LatecoreError",
@@ -57,6 +61,10 @@ class IndexFormatError(LatecoreError, ValueError):
 
 class EngineOwnershipError(LatecoreError, ValueError):
     """An engine table (Qdrant collection, LanceDB table) is owned by another index."""
+
+
+class IndexChangedError(IndexFormatError):
+    """The saved index was replaced by another save while it was being loaded: load it again."""
 
 
 class InputError(LatecoreError, ValueError):

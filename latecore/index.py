@@ -13,10 +13,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ._atomic import readable_directory, replace_directory
-from ._saved import is_saved_index, read_index, write_index
+from ._atomic import replace_directory
+from ._saved import is_saved_index, opened_index, write_index
 from ._validation import StorageDtype, check_count
-from .backends import Backend, SavedState, make_backend, reopen_backend
+from .backends import Backend, SavedState, make_backend
 from .encoder import BaseEncoder
 from .engine_store import EngineStore
 from .filters import FilterSpec, compile_filter
@@ -288,13 +288,11 @@ class LateIndex(Searcher[SearchHit]):
             If ``encoder`` could produce different vectors than the one the index
             was built with; the message names both fingerprints and what differs.
         IndexFormatError
-            If the directory is not a saved LateIndex.
+            If the directory is not a saved LateIndex, or is damaged.
+        IndexChangedError
+            If another process saved over it while it was being read: load again.
         """
-        directory = readable_directory(Path(path))
-        saved = read_index(directory, encoder)
-        chosen, state = reopen_backend(
-            saved.backend, directory, backend, saved_at=Path(path).resolve(), **backend_options
-        )
-        index = cls.__new__(cls)
-        index._setup(encoder, saved.store, chosen, state)
+        with opened_index(Path(path), encoder, backend, backend_options) as opened:
+            index = cls.__new__(cls)
+            index._setup(encoder, *opened)
         return index

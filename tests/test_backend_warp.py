@@ -206,13 +206,18 @@ def test_warp_save_load_never_changes_the_saved_directory(
     with LateIndex.load(saved, corpus.encoder, index_folder=work) as loaded:
         backend = warp_of(loaded)
         assert (backend.indexed, backend.pending) == (250, 0)
-        assert backend.index_dir == saved / "warp"  # searched in place until it changes
+        # Searched through hard links to the checked saved files until it changes.
+        linked = backend.index_dir
+        assert linked is not None and linked.parent == work
+        assert {p.name for p in linked.iterdir()} == {p.name for p in (saved / "warp").iterdir()}
+        assert all(p.samefile(saved / "warp" / p.name) for p in linked.iterdir())
         assert_same_results(loaded, built, corpus.queries)
         exact = corpus.exact(200)
         loaded.delete(corpus.ids[200:])
         for each in (loaded, exact):
             change(each, corpus, slice(200, 230))
         assert backend.index_dir is not None and backend.index_dir.parent == work
+        assert not linked.exists()  # a copy was changed; the links are gone
         assert (backend.indexed, backend.pending) == (220, 0)
         assert_same_results(loaded, exact, corpus.queries)
         assert file_hashes(saved) == before

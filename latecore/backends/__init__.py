@@ -113,4 +113,4 @@ def reopen_backend(
         return make_backend(backend, **options), None
     saved_class = backend_class(name)
     chosen = saved_class(**saved_class.merge_options(saved.get("options", {}), options))
-    return chosen, SavedState(directory, saved.get("state") or {}, saved_at)
+    return chosen, SavedState(directory, saved.get("state") or {}, location=saved_at)

@@ -31,6 +31,7 @@ import hashlib
 import json
 import shutil
 import tempfile
+import uuid
 import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -40,6 +41,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .._atomic import OpenedDirectory
+from .._files import FileRecords, check_files, copy_files
+from ..errors import IndexFormatError
 from ..store import Ranking, Selection, StoreView
 
 __all__ = [
@@ -49,18 +53,71 @@ __all__ = [
     "Selection",
     "changed_positions",
     "document_digest",
+    "engine_failed",
     "working_folder",
 ]
 
 
 @dataclass(frozen=True)
 class SavedState:
-    """What :meth:`Backend.save` wrote: the directory to read it from, the manifest entry,
-    and where the index is saved (the path it was loaded from, resolved; ``None`` if unknown)."""
+    """What :meth:`Backend.save` wrote: the index directory and the manifest entry.
+
+    ``directory`` is valid while :meth:`Backend.attach` runs (the loader reads the
+    saved index through one handle): a backend must not keep it. Files an
+    engine goes on using come from :meth:`checked_copy`.
+    """
 
     directory: Path
     state: Mapping[str, Any]
+    files: FileRecords | None = None
+    """The manifest's records of the files :meth:`Backend.save` wrote (``None``: none kept)."""
+    opened: OpenedDirectory | None = None
+    """The loader's handle on ``directory`` (says whether another save replaced it)."""
     location: Path | None = None
+    """Where the index is saved (the path it was loaded from, resolved; ``None``: unknown)."""
+
+    def checked_copy(self, folder: str, into: Path, *, link: bool) -> Path:
+        """The saved files under ``folder``, checked against the manifest, in a new directory
+        under ``into``: the only files a native engine may be given.
+
+        ``link=True`` hard-links them where the file system allows (only for an
+        engine that never writes its files in place), otherwise they are copied.
+        Files under ``folder`` that the manifest does not list are left out.
+
+        Raises
+        ------
+        IndexChangedError
+            If they cannot be read because another save replaced the directory
+            meanwhile: load the index again.
+        IndexFormatError
+            If a file is missing, damaged or tampered with (size, ``.npy`` header
+            or digest), or the save kept no records of them.
+        """
+        prefix = f"{folder}/"
+        wanted = {
+            name.removeprefix(prefix): record
+            for name, record in (self.files or {}).items()
+            if name.startswith(prefix)
+        }
+        if not wanted:
+            raise IndexFormatError(f"the saved index lists no files in {folder}/ to check")
+        target = into / f"{folder}-saved-{uuid.uuid4().hex[:12]}"
+        try:
+            copy_files(self.directory / folder, wanted, target, link=link)
+            check_files(target, wanted)
+        except (OSError, IndexFormatError) as error:
+            shutil.rmtree(target, ignore_errors=True)
+            self.raise_if_replaced(error)
+            if isinstance(error, IndexFormatError):
+                raise
+            raise IndexFormatError(f"{folder}/ cannot be read: {error}") from error
+        return target
+
+    def raise_if_replaced(self, error: BaseException) -> None:
+        """Raise :class:`~latecore.errors.IndexChangedError` (from ``error``) if another save
+        replaced the directory since the loader opened it: ``error`` may come from that."""
+        if self.opened is not None and not self.opened.is_current():
+            raise self.opened.replaced() from error
 
 
 class Backend(ABC):
@@ -176,6 +233,18 @@ class Backend(ABC):
 
     def close(self) -> None:  # noqa: B027
         """Release clients, files and temporary directories (idempotent)."""
+
+
+def engine_failed(error: BaseException) -> bool:
+    """Whether ``error`` is an engine failure, not an interruption (a Rust panic raised
+    through pyo3 is a ``BaseException``, so ``except Exception`` would miss it).
+
+    Examples
+    --------
+    >>> engine_failed(RuntimeError("disk full")), engine_failed(KeyboardInterrupt())
+    (True, False)
+    """
+    return not isinstance(error, KeyboardInterrupt | SystemExit | GeneratorExit)
 
 
 def working_folder(

@@ -21,8 +21,11 @@ An index smaller than ``rebuild_min`` is therefore searched exactly, without
 any PLAID build. Snapshots live in ``index_folder`` (default: a temporary
 directory removed by :meth:`PlaidBackend.close` or at exit);
 :meth:`~latecore.index.LateIndex.save` copies the current one next to the
-index, and :meth:`~latecore.index.LateIndex.load` searches it in place (a later
-rebuild writes to ``index_folder``, never into the saved directory).
+index, and :meth:`~latecore.index.LateIndex.load` checks it against the saved
+manifest (sizes, ``.npy`` headers, digests: a damaged or tampered file makes it
+rebuild the snapshot, never crash) and searches a copy of it in
+``index_folder`` (fast-plaid writes into the directory it loads), never the
+saved directory itself.
 
 fast-plaid is a dependency of pylate, so this backend needs no extra install;
 it is imported only when the backend is chosen. fast-plaid's index files are

@@ -37,24 +37,12 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..store import Selection, StoreView
-from .base import Backend, Ranking, SavedState, working_folder
+from .base import Backend, Ranking, SavedState, engine_failed, working_folder
 from .exact import ExactBackend
 
-__all__ = ["SnapshotBackend", "engine_failed"]
+__all__ = ["SnapshotBackend"]
 
 logger = logging.getLogger(__name__)
-
-
-def engine_failed(error: BaseException) -> bool:
-    """Whether ``error`` is an engine failure (a Rust panic is a ``BaseException``), not an
-    interruption to pass on.
-
-    Examples
-    --------
-    >>> engine_failed(RuntimeError("boom")), engine_failed(KeyboardInterrupt())
-    (True, False)
-    """
-    return not isinstance(error, (KeyboardInterrupt, SystemExit, GeneratorExit))
 
 
 class SnapshotBackend(Backend):
@@ -81,11 +69,16 @@ class SnapshotBackend(Backend):
     saved_ignore: ClassVar[tuple[str, ...]] = ()
     """File name patterns of the engine's index not copied into a saved index."""
 
+    link_saved: ClassVar[bool] = False
+    """Whether a loaded index may hard-link the saved engine files (an engine that never
+    writes its files in place); otherwise they are copied."""
+
     def __init__(self, index_folder: str | Path | None) -> None:
         self._root, self._cleanup = working_folder(self, index_folder, f"latecore-{self.name}-")
-        self._engine: Any = None
+        self._handle: Any = None
         self._dir: Path | None = None
         self._owned = False
+        self._linked = False
         self._passages: dict[int, str] = {}
         self._pids: dict[str, int] = {}
         self._pending: dict[str, None] = {}
@@ -143,7 +136,7 @@ class SnapshotBackend(Backend):
     @property
     def built(self) -> bool:
         """Whether an engine index is open."""
-        return self._engine is not None
+        return self._handle is not None
 
     @property
     def indexed(self) -> int:
@@ -195,40 +188,43 @@ class SnapshotBackend(Backend):
 
     def attach(self, store: StoreView, saved: SavedState | None) -> None:
         """Open the saved engine index if there is one and it fits ``store``; else every
-        document is pending (and the next search past the build rule builds)."""
+        document is pending (and the next search past the build rule builds).
+
+        The saved engine files are checked against the manifest (sizes, ``.npy``
+        headers, digests) and hard-linked (:attr:`link_saved`) or copied into the
+        working folder first: the engine opens only that checked copy. A damaged
+        or tampered file makes the next search rebuild from the store (which
+        holds every vector: nothing is lost), never reaches the engine.
+        """
         self._pending = dict.fromkeys(store.ids)
         if saved is None or not (saved.state.get("built") or saved.state.get("snapshot")):
             return
-        directory = saved.directory / self.name
         try:
             passages, count = _read_id_map(saved.directory / f"{self.name}-ids.json", saved.state)
-            self._check_saved(directory, store)
+            directory = saved.checked_copy(self.name, self._root, link=self.link_saved)
         except (OSError, ValueError, KeyError, TypeError) as error:
+            saved.raise_if_replaced(error)
             logger.warning(
-                "%s index in %s is unusable (%s); it will be rebuilt", self.name, directory, error
-            )
-            return
-        unknown = [i for i in passages.values() if i not in store]
-        if unknown:
-            logger.warning(
-                "%s index in %s holds %d documents the index does not (%s); it will be rebuilt",
-                self.name,
-                directory,
-                len(unknown),
-                unknown[:5],
+                "the saved %s index is unusable (%s); it will be rebuilt", self.name, error
             )
             return
         try:
+            self._check_saved(directory, store)
+            unknown = [i for i in passages.values() if i not in store]
+            if unknown:
+                raise ValueError(f"it holds {len(unknown)} unknown documents {unknown[:5]}")
             engine = self._open(directory)
         except BaseException as error:
+            shutil.rmtree(directory, ignore_errors=True)
             if not engine_failed(error):
                 raise
             logger.warning(
-                "%s index in %s does not load (%s); it will be rebuilt", self.name, directory, error
+                "the saved %s index is unusable (%s); it will be rebuilt", self.name, error
             )
             return
         self._release()
-        self._engine, self._dir, self._owned = engine, directory, False
+        self._handle, self._dir = engine, directory
+        self._owned, self._linked = not self.link_saved, self.link_saved
         self._passages, self._pids = {}, {}
         self._map(list(passages), list(passages.values()))
         self._pending = {i: None for i in store.ids if i not in self._pids}
@@ -320,7 +316,7 @@ class SnapshotBackend(Backend):
             shutil.rmtree(directory, ignore_errors=True)
             raise
         self._release()
-        self._engine, self._dir, self._owned = engine, directory, True
+        self._handle, self._dir, self._owned = engine, directory, True
         self._passages, self._pids = {}, {}
         self._map(range(len(store)), store.ids)
         self._pending = {}
@@ -350,7 +346,7 @@ class SnapshotBackend(Backend):
         if subset is not None and not len(subset):
             candidates: list[list[int]] = [[] for _ in queries]
         else:
-            candidates = self._query(self._engine, queries, k, subset)
+            candidates = self._query(self._handle, queries, k, subset)
         return [
             Ranking.merge(
                 store.rank(
@@ -382,27 +378,27 @@ class SnapshotBackend(Backend):
         self._cleanup()
 
     def _writable(self) -> Any:
-        """The engine, first copied to the working folder if it is a saved index."""
+        """The engine, first copied (within the working folder) if it links a saved index."""
         if not self._owned:
             assert self._dir is not None
             copy = self._root / f"{self.name}-{uuid.uuid4().hex[:12]}"
-            shutil.copytree(self._dir, copy)
             try:
+                shutil.copytree(self._dir, copy)
                 engine = self._open(copy)
             except BaseException:
                 shutil.rmtree(copy, ignore_errors=True)
                 raise
-            self._free(self._engine)
-            self._engine, self._dir, self._owned = engine, copy, True
-        return self._engine
+            self._release()
+            self._handle, self._dir, self._owned = engine, copy, True
+        return self._handle
 
     def _release(self) -> None:
-        """Free the engine, and remove its directory if it is ours (not a saved one)."""
-        if self._engine is not None:
-            self._free(self._engine)
-        if self._owned and self._dir is not None:
+        """Free the engine, and remove its directory (ours, or links to a saved one)."""
+        if self._handle is not None:
+            self._free(self._handle)
+        if (self._owned or self._linked) and self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
-        self._engine, self._dir, self._owned = None, None, False
+        self._handle, self._dir, self._owned, self._linked = None, None, False, False
 
 
 def _read_id_map(path: Path, state: Mapping[str, Any]) -> tuple[dict[int, str], int]:

@@ -27,9 +27,18 @@ Life cycle:
 The index lives in ``index_folder`` (default: a temporary directory removed by
 :meth:`WarpBackend.close` or at exit). :meth:`~latecore.index.LateIndex.save`
 copies it to ``warp/`` in the saved directory, with the passage-id -> latecore-id
-mapping as JSON; :meth:`~latecore.index.LateIndex.load` searches that copy in
-place and copies it to ``index_folder`` before its first change, so a saved
-directory is never modified. xtr-warp-rs writes ``.npy`` arrays and JSON;
+mapping as JSON; :meth:`~latecore.index.LateIndex.load` checks those files
+against the saved manifest (sizes, ``.npy`` headers, digests: a damaged or
+tampered file makes it rebuild WARP from the stored vectors, never crash),
+hard-links them into ``index_folder`` (copies them across file systems), searches
+them there, and copies them before its first change, so a saved directory is
+never modified.
+
+xtr-warp-rs' searcher belongs to the thread that loaded it (a pyo3 ``unsendable``
+class: it panics when used from another thread), so every call that creates,
+uses or frees it runs on one engine thread the backend owns
+(:mod:`latecore.backends._engine_thread`); any thread may search the index.
+xtr-warp-rs writes ``.npy`` arrays and JSON;
 latecore gives it no metadata (so no ``metadata.duckdb``) and pickles nothing.
 
 Requires ``pip install 'latecore[warp]'`` (xtr-warp-rs; imported only when the
@@ -43,6 +52,7 @@ import json
 import logging
 import math
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,6 +62,7 @@ import numpy as np
 from .._validation import check_count, check_optional_count, check_positive
 from ..base_encoder import progress_enabled
 from ..store import StoreView
+from ._engine_thread import EngineThread, on_engine_thread
 from .snapshot import SnapshotBackend
 
 if TYPE_CHECKING:
@@ -152,6 +163,10 @@ def _kmeans_plan(
     return max(1, min(partitions, fewest_tokens)), n_samples
 
 
+def _free(warp: XTRWarp) -> None:
+    warp.free()
+
+
 def _tensors(vectors: Sequence[np.ndarray]) -> list[torch.Tensor]:
     """Token vectors as torch tensors (float16 or float32; no copy where possible)."""
     import torch
@@ -223,6 +238,7 @@ class WarpBackend(SnapshotBackend):
     name = "warp"
     incremental = True
     min_build_tokens = _MIN_BUILD_TOKENS
+    link_saved = True  # xtr-warp-rs writes new files (add, compaction), never in place
 
     def __init__(
         self,
@@ -274,6 +290,8 @@ class WarpBackend(SnapshotBackend):
         if not isinstance(device, str) or device.split(":")[0] not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda' ('cuda:N'), got {device!r}")
         self._warp_class = _import_xtr_warp()
+        self._engine_thread: EngineThread[XTRWarp] = EngineThread("latecore-warp", _free)
+        weakref.finalize(self, self._engine_thread.close)
         super().__init__(index_folder)
         self._settings: dict[str, Any] = {
             "n_candidates": n_candidates,
@@ -301,6 +319,20 @@ class WarpBackend(SnapshotBackend):
     def __repr__(self) -> str:
         return f"WarpBackend(indexed={self.indexed}, pending={self.pending})"
 
+    @property
+    def _handle(self) -> XTRWarp | None:
+        """The loaded WARP index, held by the engine thread (only it may use or free it)."""
+        return self._engine_thread.handle
+
+    @_handle.setter
+    def _handle(self, warp: XTRWarp | None) -> None:
+        self._engine_thread.handle = warp
+
+    def close(self) -> None:
+        """Free the WARP index, stop its thread, remove the temporary folder (if made)."""
+        super().close()
+        self._engine_thread.close()
+
     def needs_build(self, store: StoreView) -> bool:
         """Whether the next search (re)builds: see the module's life cycle."""
         settings = self._settings
@@ -312,6 +344,7 @@ class WarpBackend(SnapshotBackend):
 
     # --- the engine calls -----------------------------------------------------------------
 
+    @on_engine_thread
     def _create(self, directory: Path, vectors: list[np.ndarray]) -> XTRWarp:
         lengths = np.array([v.shape[0] for v in vectors], dtype=np.int64)
         settings = self._settings
@@ -338,6 +371,7 @@ class WarpBackend(SnapshotBackend):
             raise
         return warp
 
+    @on_engine_thread
     def _open(self, directory: Path) -> XTRWarp:
         warp = self._warp_class(str(directory), device=self.device)
         with _quiet():
@@ -347,6 +381,7 @@ class WarpBackend(SnapshotBackend):
     def _load(self, warp: XTRWarp) -> None:
         warp.load(device=self.device, mmap=self.device == "cpu")
 
+    @on_engine_thread
     def _free(self, engine: XTRWarp) -> None:
         engine.free()
 
@@ -355,6 +390,7 @@ class WarpBackend(SnapshotBackend):
         if len(store) and metadata.get("dim") != store.dim:
             raise ValueError(f"dimension {metadata.get('dim')} is not {store.dim}")
 
+    @on_engine_thread
     def _insert(self, engine: XTRWarp, vectors: list[np.ndarray]) -> list[int]:
         with _quiet():
             pids = engine.add(
@@ -364,14 +400,17 @@ class WarpBackend(SnapshotBackend):
             )
         return [int(p) for p in pids]
 
+    @on_engine_thread
     def _replace(self, engine: XTRWarp, pids: list[int], vectors: list[np.ndarray]) -> None:
         with _quiet():
             engine.update(pids, _tensors(vectors), show_progress=progress_enabled(None))
 
+    @on_engine_thread
     def _remove(self, engine: XTRWarp, pids: list[int]) -> None:
         with _quiet():
             engine.delete(pids, self._settings["compact_threshold"])
 
+    @on_engine_thread
     def _query(
         self, engine: XTRWarp, queries: Sequence[np.ndarray], k: int, subset: np.ndarray | None
     ) -> list[list[int]]:

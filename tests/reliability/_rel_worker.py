@@ -14,6 +14,7 @@ import os
 import sqlite3
 import sys
 import time
+from typing import Any
 
 import numpy as np
 
@@ -133,6 +134,97 @@ def save_loop(target: str, *sources: str) -> None:
         print("saved", i % len(indexes), flush=True)
 
 
+def save_count(target: str, count: str, stop: str, *sources: str) -> None:
+    """Save the indexes in ``sources`` to ``target`` in turn: ``count`` times at least, and
+    until the file ``stop`` exists; then print how many saves were made."""
+    from latecore import LateIndex
+    from latecore.testing import FakeEncoder
+
+    indexes = [LateIndex.load(source, FakeEncoder()) for source in sources]
+    print("ready", flush=True)
+    saves = 0
+    while saves < int(count) or not os.path.exists(stop):
+        indexes[saves % len(indexes)].save(target)
+        saves += 1
+    print("saved", saves, flush=True)
+
+
+def tamper_file(path: str, kind: str, seed: int) -> None:
+    """Damage one saved engine file: its ``header`` (a ``.npy`` shape, or a number in a
+    JSON file, made larger), a ``truncation``, or ``flips`` of a few bytes; seeded."""
+    import json
+    import re
+
+    rng = np.random.default_rng(seed)
+    data = bytearray(open(path, "rb").read())  # noqa: SIM115
+    if kind == "header" and path.endswith(".npy"):
+        end = data.index(b"\n") + 1
+        header = data[:end].decode("latin1")
+        shape = re.search(r"\((\d*)", header)
+        assert shape is not None
+        first = int(shape.group(1) or 1)
+        grown = str(first * int(rng.integers(2, 1000)) + int(rng.integers(1, 9)))
+        header = header[: shape.start(1)] + grown + header[shape.end(1) :]
+        if shape.group(1) == "":  # a 0-d array: give it a dimension
+            header = header.replace(grown, grown + ",", 1)
+        body = header.rstrip("\n").rstrip(" ")
+        data[:end] = (body + " " * (end - 1 - len(body)) + "\n").encode("latin1")[:end]
+    elif kind == "header":
+        numbers = list(re.finditer(rb"\d+", bytes(data)))
+        if numbers:
+            chosen = numbers[int(rng.integers(len(numbers)))]
+            bigger = str(int(chosen.group()) * 7 + 1000).encode()
+            data[chosen.start() : chosen.end()] = bigger
+        else:
+            data = bytearray(json.dumps({"tampered": True}).encode())
+    elif kind == "truncation":
+        data = data[: int(rng.integers(0, max(len(data), 1)))]
+    else:
+        for at in rng.integers(0, len(data), int(rng.integers(1, 9))):
+            data[at] ^= int(rng.integers(1, 256))
+    with open(path, "wb") as out:
+        out.write(bytes(data))
+
+
+def tamper_cases(engine: str, saved: str, scratch: str, cases: str) -> None:
+    """Load tampered copies of the saved index ``saved`` (one per case of the JSON file
+    ``cases``), then add a document and search; print each case's outcome."""
+    import json
+    import shutil
+
+    from latecore import IndexFormatError, LateIndex
+    from latecore.testing import FakeEncoder
+
+    plan = json.loads(open(cases, encoding="utf-8").read())  # noqa: SIM115
+    encoder = FakeEncoder()
+    exact = LateIndex.load(saved, encoder, backend="exact")
+    exact.add([plan["added"]], ids=["added"])
+    expected = [[(h.id, round(h.score, 4)) for h in exact.search(q, k=10)] for q in plan["queries"]]
+    lazy = {"warp": {"build_min": 10**9}, "plaid": {"rebuild_min": 10**9}}[engine]
+    for n, case in enumerate(plan["cases"]):
+        print("case", n, flush=True)
+        target = os.path.join(scratch, f"case-{n}")
+        shutil.copytree(saved, target)
+        tamper_file(os.path.join(target, case["file"]), case["kind"], case["seed"])
+        try:
+            index = LateIndex.load(target, encoder, **({} if case["rebuild"] else lazy))
+        except IndexFormatError as error:
+            print("error", type(error).__name__, flush=True)
+            shutil.rmtree(target)
+            continue
+        backend: Any = index.backend
+        engine_kept = (backend.indexed if engine == "warp" else backend.snapshot_size) > 0
+        index.add([plan["added"]], ids=["added"])
+        got = [[(h.id, round(h.score, 4)) for h in index.search(q, k=10)] for q in plan["queries"]]
+        rebuilt = (backend.indexed if engine == "warp" else backend.snapshot_size) > 0
+        index.close()
+        shutil.rmtree(target)
+        outcome = "same" if got == expected else "different"
+        state = "kept" if engine_kept else "rebuilt" if rebuilt else "exact-until-rebuild"
+        print(outcome, state, flush=True)
+    print("done", flush=True)
+
+
 if __name__ == "__main__":
     mode, *args = sys.argv[1:]
     if mode == "storm":
@@ -145,5 +237,9 @@ if __name__ == "__main__":
         hold(args[0], args[1], float(args[2]))
     elif mode == "save":
         save_loop(args[0], *args[1:])
+    elif mode == "saves":
+        save_count(args[0], *args[1:])
+    elif mode == "tamper":
+        tamper_cases(*args)
     else:
         raise SystemExit(f"unknown mode {mode!r}")
