@@ -19,8 +19,9 @@ import numpy as np
 import pytest
 from _engine_support import assert_no_pickles
 
-from latecore import BaseEncoder, Encoder, LateIndex
+from latecore import Encoder, LateIndex
 from latecore.backends.warp import WarpBackend
+from latecore.base_encoder import BaseEncoder
 from latecore.documents import demo_queries, sample_corpus_path
 from latecore.testing import FakeEncoder
 

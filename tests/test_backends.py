@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from latecore import BaseEncoder, LateIndex
+from latecore import LateIndex
 from latecore.backends import Backend, make_backend
 from latecore.backends.plaid import PlaidBackend
+from latecore.base_encoder import BaseEncoder
 from latecore.testing import FakeEncoder
 
 WORDS = [f"w{i}" for i in range(400)]

@@ -16,11 +16,12 @@ import pytest
 import torch
 from conftest import load_quietly
 
-from latecore import BaseEncoder, Encoder, ModelLoadError, MultivectorCache, ZeroShotWarning
-from latecore.encoder import TokenizedText
+from latecore import Encoder, ModelLoadError, MultivectorCache, ZeroShotWarning
+from latecore.base_encoder import BaseEncoder
 from latecore.errors import LatecoreWarning
 from latecore.maxsim import maxsim
 from latecore.testing import FakeEncoder, write_tiny_bert_checkpoint
+from latecore.tokens import TokenizedText
 
 _ENCODE_IN_SUBPROCESS = """
 import sys, warnings, numpy as np
