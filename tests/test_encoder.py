@@ -55,6 +55,7 @@ def _encode_in_two_processes(model: Path, tmp_path: Path) -> tuple[list[np.ndarr
     return arrays, fingerprints
 
 
+@pytest.mark.slow
 def test_two_processes_give_bit_identical_vectors_tiny(
     tiny_checkpoint: Path, tmp_path: Path
 ) -> None:
@@ -64,6 +65,7 @@ def test_two_processes_give_bit_identical_vectors_tiny(
     assert fingerprints[0] == fingerprints[1]
 
 
+@pytest.mark.slow
 def test_two_processes_give_bit_identical_vectors_minilm(
     minilm_path: Path, minilm_encoder: Encoder, tmp_path: Path
 ) -> None:

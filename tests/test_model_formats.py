@@ -107,6 +107,7 @@ np.savez("out.npz", **arrays)
 """
 
 
+@pytest.mark.slow
 def test_every_format_is_deterministic_across_processes(
     specs: dict[str, CheckpointSpec], tmp_path: Path
 ) -> None:
@@ -151,6 +152,7 @@ def _files(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
+@pytest.mark.slow
 def test_every_format_writes_byte_identical_files_in_two_processes(tmp_path: Path) -> None:
     """The xlm-roberta tokenizer included: its Unigram vocabulary is fixed, not trained."""
     runs = [
