@@ -222,7 +222,7 @@ def _marked_spans(
 
 
 MIN_SHARE = 0.75
-"""Default of :func:`highlight`'s ``min_share``, chosen on the demo's output (see the README)."""
+"""Default of :func:`highlight`'s ``min_share``, chosen on the demo's output (docs/hybrid.md)."""
 
 
 def highlight(
