@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 import latecore
+import latecore.validation
 
 PACKAGE_DIR = Path(latecore.__file__).parent
 
@@ -312,18 +313,7 @@ HOMES = {
     "progress_enabled": "latecore.base_encoder",
     "DEFAULT_MODEL": "latecore.models",
     "resolve_model": "latecore.models",
-    **{
-        name: "latecore.validation"
-        for name in (
-            "STORAGE_DTYPES",
-            "StorageDtype",
-            "check_count",
-            "check_dtype",
-            "check_optional_count",
-            "check_positive",
-            "check_texts",
-        )
-    },
+    **{name: "latecore.validation" for name in latecore.validation.__all__},
 }
 """The one module each shared name is imported from, wherever it is used in this repository."""
 
