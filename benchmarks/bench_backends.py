@@ -49,8 +49,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from realistic_corpus import default_cache_dir, real_encodings, recombine
 
-from latecore import BaseEncoder, LateIndex
+from latecore import LateIndex
 from latecore.backends import Backend, ExactBackend
+from latecore.base_encoder import BaseEncoder
 from latecore.maxsim import PackedDocuments
 from latecore.store import StoreView
 

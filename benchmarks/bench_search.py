@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from latecore import BaseEncoder, HybridSearcher, LateIndex
+from latecore import HybridSearcher, LateIndex
+from latecore.base_encoder import BaseEncoder
 
 
 class SyntheticEncoder(BaseEncoder):

@@ -10,8 +10,9 @@ implement and the adapters consume.
 
 from __future__ import annotations
 
+from .base_encoder import BaseEncoder, EncodeStats
 from .cache import CacheStats, MultivectorCache, cache_key
-from .encoder import DEFAULT_MODEL, BaseEncoder, Encoder, EncodeStats, load_encoder
+from .encoder import Encoder, load_encoder
 from .errors import (
     EngineOwnershipError,
     FingerprintMismatchError,
@@ -28,6 +29,7 @@ from .explain import explain, highlight
 from .hybrid import HybridSearcher
 from .index import LateIndex
 from .maxsim import maxsim, maxsim_batch
+from .models import DEFAULT_MODEL
 from .reranker import Reranker
 from .results import HybridHit, RerankResult, SearchHit
 from .searcher import Searcher

@@ -7,14 +7,15 @@ kernel (oneDNN or FBGEMM). The output projection of the ColBERT head stays in
 float32: it is small and it writes the vectors.
 
 Two measured choices keep rankings close to float32 (all-MiniLM-L6-v2 as a
-zero-shot ColBERT on the project's labelled sets; ``benchmarks/bench_encode.py``):
+zero-shot ColBERT on the project's labelled sets; ``benchmarks/bench_encode.py``,
+figures in ``docs/benchmarks.md#int8``):
 
 - **The first token of each sequence is quantized on its own.** A BERT-style
   encoder parks massive activations on its first token ([CLS], an attention
-  sink): 6-8x the median token's largest value in the feed-forward layers. One
-  activation scale for the whole batch then spends most of its 256 levels on
-  those rows. Scaling the first tokens separately brought the mean top-10
-  overlap with float32 from 0.89 to 0.95.
+  sink), several times the other tokens' largest values in the feed-forward
+  layers. One activation scale for the whole batch then spends most of its 256
+  levels on those rows. Scaling the first tokens separately raised the mean
+  top-10 overlap with float32.
 - **Full 8-bit activations where the CPU has VNNI** (or AMX): without it the
   kernels use 7 bits (``reduce_range``) to stay clear of an int16 overflow in
   the older instructions, and the rankings drift further.
@@ -23,7 +24,7 @@ Torch's ``quantize_dynamic`` (``torch.ao.quantization``, deprecated) can do
 per-channel weights but always asks its kernels for 7-bit activations and has one
 activation scale per call, so the layers are built here from the quantized
 operators it uses. With its defaults (per-tensor weights too) the top-10 overlap
-was 0.75.
+was far lower.
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ __all__ = ["ENGINES", "Int8Linear", "int8_engine", "quantize_linear_layers"]
 
 ENGINES = ("onednn", "x86", "fbgemm")
 """PyTorch quantized engines used for int8, in order of preference (oneDNN measured
-10-20% faster than x86 here). ``qnnpack`` (ARM) is not used: on x86 it ran 2-4x
-slower than float32."""
+faster than x86 here). ``qnnpack`` (ARM) is not used: on x86 it ran slower than float32
+(``docs/benchmarks.md#int8``)."""
 
 _ENGINE_LOCK = threading.Lock()
 

@@ -35,7 +35,7 @@ from .store import DocumentStore, MemoryStore
 
 if TYPE_CHECKING:
     from .backends import Backend, SavedState
-    from .encoder import BaseEncoder
+    from .base_encoder import BaseEncoder
 
 __all__ = [
     "MANIFEST",

@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from ._validation import check_positive, check_texts
 from .cache import MultivectorCache, cache_key
 from .tokens import Span, TokenizedText
+from .validation import check_positive, check_texts
 
 if TYPE_CHECKING:
     from typing_extensions import Self

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO, get_args
 
-from ._validation import check_positive, resolve_model
+from .base_encoder import progress_enabled
 from .cache import MultivectorCache, default_cache_dir
 from .documents import (
     MAX_CHARS,
@@ -31,11 +31,12 @@ from .documents import (
     load_documents,
     sample_corpus_path,
 )
-from .encoder import DEFAULT_MODEL, Encoder, progress_enabled
+from .encoder import Encoder
 from .errors import InputError, ModelLoadError, ZeroShotWarning
 from .explain import MIN_SHARE, Style, explain, highlight
 from .hybrid import AUTO_BOTH_LIMIT, CandidatesFrom, Fusion, HybridSearcher
-from .models import bundled_minilm_path
+from .models import DEFAULT_MODEL, bundled_minilm_path, resolve_model
+from .validation import check_positive
 
 __all__ = ["build_parser", "main"]
 

@@ -29,8 +29,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ._validation import check_positive
 from .errors import InputError
+from .validation import check_positive
 
 __all__ = [
     "MAX_CHARS",

@@ -2,7 +2,7 @@
 
 :class:`Encoder` runs a ``pylate`` ColBERT model on top of
 :class:`~latecore.base_encoder.BaseEncoder` (input checks, the document cache,
-the fingerprint, thread safety; re-exported here), and :func:`load_encoder` is
+the fingerprint, thread safety), and :func:`load_encoder` is
 the one rule adapters follow to get an encoder.
 """
 
@@ -16,44 +16,25 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 import numpy as np
 
 from ._quiet import quiet_load
-from ._validation import DEFAULT_MODEL, resolve_model
-from .base_encoder import (
-    FINGERPRINT_VERSION,
-    BaseEncoder,
-    EncodeStats,
-    Role,
-    clean_text,
-    progress_enabled,
-)
+from .base_encoder import BaseEncoder, clean_text
 from .cache import MultivectorCache
 from .checkpoint import CheckpointInfo, inspect_checkpoint
 from .errors import LatecoreWarning, ModelLoadError, ZeroShotWarning
+from .models import DEFAULT_MODEL, resolve_model
 from .tokens import Span, TokenizedText
 
 if TYPE_CHECKING:
     from pylate.models import ColBERT
 
-__all__ = [
-    "DEFAULT_MODEL",
-    "FINGERPRINT_VERSION",
-    "BaseEncoder",
-    "EncodeStats",
-    "Encoder",
-    "Role",
-    "Span",
-    "TokenizedText",
-    "clean_text",
-    "load_encoder",
-    "progress_enabled",
-]
+__all__ = ["Encoder", "load_encoder"]
 
 logger = logging.getLogger(__name__)
 
 ZERO_SHOT_QUERY_LENGTH = 64
 """Query length of a zero-shot checkpoint (no expansion to train for): long questions are
-kept whole. On an external collection of 225 long questions (all-MiniLM-L6-v2 zero-shot)
-64 tokens raised MaxSim nDCG@10 from 0.375 to 0.381 against pylate's 32; the project's
-own sets: ``benchmarks/eval_hybrid.py``."""
+kept whole. Chosen against pylate's 32 on an external collection of long questions and on
+the project's own sets (``benchmarks/eval_hybrid.py``): the figures are in
+``docs/benchmarks.md#hybrid-search``."""
 
 CHARS_PER_TOKEN_BOUND = 100
 """Upper bound on the characters one token covers (used to cut huge texts early)."""
@@ -124,14 +105,14 @@ class Encoder(BaseEncoder):
         encoded (see :class:`BaseEncoder`).
     quantize
         ``"int8"``: run the transformer's linear layers in int8 (dynamic
-        quantization, CPU only; ``device`` defaults to ``"cpu"``). About 1.5-1.8x the
-        documents/s of float32 (MiniLM, 2 cores with VNNI), and vectors that differ
-        slightly, so it is part of the fingerprint: an int8 encoder never reads a
-        float32 encoder's cache entries. Queries and documents both use it. Its
+        quantization, CPU only; ``device`` defaults to ``"cpu"``): more documents/s
+        than float32 on a CPU with VNNI, and vectors that differ slightly, so it
+        is part of the fingerprint: an int8 encoder never reads a float32
+        encoder's cache entries. Queries and documents both use it. Its
         activation scale is per batch, so a vector depends slightly on the texts
-        encoded with it (token cosine >= 0.98 alone vs in a batch; float32: equal
-        to ~1e-6). See :mod:`latecore._int8` for the scheme. ``None`` (default):
-        float32.
+        encoded with it (float32 vectors do not). Speed, ranking agreement and
+        the scheme: ``docs/benchmarks.md#encoding`` and :mod:`latecore._int8`.
+        ``None`` (default): float32.
     revision
         Hub revision (branch, tag or commit) when ``model`` is a Hub id.
     trust_remote_code

@@ -32,10 +32,10 @@ from typing import Any
 
 import numpy as np
 
-from ._validation import StorageDtype
 from .errors import IndexFormatError
 from .records import DOCUMENTS_FILE, LENGTHS_FILE, load_records
 from .store import RecordedStore
+from .validation import StorageDtype
 
 __all__ = ["EngineStore"]
 

@@ -41,7 +41,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ._validation import check_positive
+from .validation import check_positive
 
 if TYPE_CHECKING:
     import pandas as pd

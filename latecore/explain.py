@@ -8,7 +8,7 @@ document with the matched spans marked, for a terminal (ANSI), a notebook (HTML)
 or plain text.
 
 Tokens, spans and vectors come from the encoder's
-:meth:`~latecore.encoder.BaseEncoder.encode_with_tokens`; this module only
+:meth:`~latecore.base_encoder.BaseEncoder.encode_with_tokens`; this module only
 matches and renders. :class:`~latecore.encoder.Encoder` and
 :class:`latecore.testing.FakeEncoder` support it, as does any encoder with a
 ``token_spans`` method; others raise ``TypeError``.
@@ -22,7 +22,8 @@ from typing import Literal
 
 import numpy as np
 
-from .encoder import BaseEncoder, Span, TokenizedText
+from .base_encoder import BaseEncoder
+from .tokens import Span, TokenizedText
 
 __all__ = ["MIN_SHARE", "Explanation", "TokenMatch", "explain", "highlight"]
 
@@ -107,7 +108,7 @@ def explain(encoder: BaseEncoder, query: str, document: str) -> Explanation:
     Parameters
     ----------
     encoder
-        Any encoder whose :meth:`~latecore.encoder.BaseEncoder.encode_with_tokens`
+        Any encoder whose :meth:`~latecore.base_encoder.BaseEncoder.encode_with_tokens`
         works: :class:`~latecore.encoder.Encoder`, ``latecore.testing.FakeEncoder``.
     query, document
         The texts. Spans are character offsets into these very strings.
@@ -221,7 +222,7 @@ def _marked_spans(
 
 
 MIN_SHARE = 0.75
-"""Default of :func:`highlight`'s ``min_share``, chosen on the demo's output (see the README)."""
+"""Default of :func:`highlight`'s ``min_share``, chosen on the demo's output (docs/hybrid.md)."""
 
 
 def highlight(

@@ -25,7 +25,7 @@ from typing import Literal, NamedTuple, get_args
 
 import numpy as np
 
-from ._validation import check_count
+from .validation import check_count
 
 __all__ = ["FUSIONS", "Fused", "Fusion", "check_fusion", "fuse"]
 

@@ -29,8 +29,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ._validation import check_count, check_positive
-from .encoder import BaseEncoder
+from .base_encoder import BaseEncoder
 from .filters import FilterSpec, compile_filter
 from .fusion import Fused, Fusion, check_fusion, fuse
 from .index import LateIndex
@@ -39,6 +38,7 @@ from .lexical import AUTO, LexicalSnapshot, LexicalStage
 from .results import HybridHit, SearchHit
 from .searcher import Searcher, check_queries
 from .store import Ranking
+from .validation import check_count, check_positive
 
 __all__ = ["AUTO_BOTH_LIMIT", "CandidatesFrom", "Fused", "Fusion", "HybridSearcher", "fuse"]
 

@@ -15,15 +15,15 @@ import numpy as np
 
 from ._atomic import replace_directory
 from ._saved import is_saved_index, opened_index, write_index
-from ._validation import StorageDtype, check_count
 from .backends import Backend, SavedState, make_backend
-from .encoder import BaseEncoder
+from .base_encoder import BaseEncoder
 from .engine_store import EngineStore
 from .filters import FilterSpec, compile_filter
 from .index_view import IndexView
 from .results import SearchHit
 from .searcher import Searcher, check_documents, check_ids, check_queries
 from .store import DocumentStore, MemoryStore, StoreView, check_vectors
+from .validation import StorageDtype, check_count
 
 __all__ = ["LateIndex"]
 

@@ -133,7 +133,7 @@ class PackedDocuments:
         widest = max(int(self.offsets[b] - self.offsets[a]) for a, b in blocks)
         n_rows = stacked.shape[0]
         # GEMM and upcast both run in torch: one thread pool. Mixing torch's OpenMP
-        # pool with OpenBLAS's on two cores made each block ~10x slower.
+        # pool with OpenBLAS's oversubscribed two cores and made each block far slower.
         import torch
 
         query_t = torch.from_numpy(stacked)

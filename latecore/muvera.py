@@ -49,7 +49,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ._validation import check_count, check_positive
+from .validation import check_count, check_positive
 
 __all__ = ["MUVERA_DEFAULTS", "Muvera"]
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from ._validation import check_optional_count
-from .encoder import BaseEncoder
+from .base_encoder import BaseEncoder
 from .maxsim import maxsim_batch
 from .maxsim import top_k as _top
 from .results import RerankResult
+from .validation import check_optional_count
 
 __all__ = ["Reranker"]
 

@@ -29,15 +29,15 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from ._validation import check_count, check_texts
 from .results import SearchHit
+from .validation import check_count, check_texts
 
 if TYPE_CHECKING:
     from types import TracebackType
 
     from typing_extensions import Self
 
-    from .encoder import BaseEncoder
+    from .base_encoder import BaseEncoder
 
 __all__ = ["Hit", "Searcher", "check_documents", "check_ids", "check_queries"]
 

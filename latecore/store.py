@@ -47,11 +47,11 @@ from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
-from ._validation import StorageDtype, check_dtype
 from .errors import IndexFormatError
 from .filters import Filter, MetadataColumns
 from .maxsim import PackedDocuments, top_k
 from .records import DOCUMENTS_FILE, LENGTHS_FILE, DocumentRecords, StoredDocument, load_records
+from .validation import StorageDtype, check_dtype
 
 __all__ = [
     "DocumentRecords",

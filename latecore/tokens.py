@@ -1,6 +1,6 @@
 """The token-level view of an encoded text, behind :func:`latecore.explain`.
 
-:meth:`BaseEncoder.encode_with_tokens <latecore.encoder.BaseEncoder.encode_with_tokens>`
+:meth:`BaseEncoder.encode_with_tokens <latecore.base_encoder.BaseEncoder.encode_with_tokens>`
 returns one :class:`TokenizedText` per text: each token vector with its token,
 its character span and what kind of token it is.
 """

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from latecore import BaseEncoder
+from latecore.base_encoder import BaseEncoder
 from latecore.documents import sample_corpus_path
 from latecore.encoder import Encoder
 

@@ -22,6 +22,30 @@ from latecore import Encoder, MultivectorCache
 from latecore.errors import ZeroShotWarning
 from latecore.testing import FakeEncoder, bundled_minilm_path, write_tiny_bert_checkpoint
 
+ENGINE_MODULES = tuple(
+    f"latecore.backends.{name}" for name in ("warp", "qdrant", "lancedb", "plaid")
+)
+"""Engine backends (modules or packages): their doctests are marked ``engines``."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tiers for what cannot carry a marker itself: doctests and notebooks.
+
+    Test modules mark themselves (``pytestmark = pytest.mark.engines``,
+    ``@pytest.mark.slow``; registered in ``pyproject.toml``, described in
+    ``docs/development.md``). Here the doctests of the engine backends are marked
+    ``engines`` and every notebook ``slow`` (each starts a kernel and runs end to
+    end). This file is loaded whenever ``tests/`` is collected, as it is by a plain
+    ``pytest`` from the repository root.
+    """
+    for item in items:
+        if isinstance(item, pytest.DoctestItem):
+            module = item.dtest.globs.get("__name__", "") if item.dtest is not None else ""
+            if any(module == name or module.startswith(name + ".") for name in ENGINE_MODULES):
+                item.add_marker(pytest.mark.engines)
+        elif item.path.suffix == ".ipynb":
+            item.add_marker(pytest.mark.slow)
+
 
 def load_quietly(model: str | os.PathLike[str], **kwargs: object) -> Encoder:
     """Load an Encoder on the CPU, silencing the expected zero-shot warning."""

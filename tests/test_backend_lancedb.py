@@ -23,6 +23,8 @@ from latecore.backends.lancedb import LanceDBBackend
 from latecore.errors import IndexFormatError
 from latecore.testing import FakeEncoder
 
+pytestmark = pytest.mark.engines  # needs the engine extra (see docs/development.md)
+
 
 def lance_of(index: LateIndex) -> LanceDBBackend:
     assert isinstance(index.backend, LanceDBBackend)

@@ -33,6 +33,8 @@ from latecore.backends.qdrant import QdrantBackend, point_id
 from latecore.errors import IndexFormatError
 from latecore.testing import FakeEncoder
 
+pytestmark = pytest.mark.engines  # needs the engine extra (see docs/development.md)
+
 QDRANT_URL = os.environ.get("QDRANT_URL")
 SERVER_SKIP = (
     "needs a Qdrant server: QDRANT_URL=http://localhost:6333 pytest tests/test_backend_qdrant.py"

@@ -19,10 +19,13 @@ import numpy as np
 import pytest
 from _engine_support import assert_no_pickles
 
-from latecore import BaseEncoder, Encoder, LateIndex
+from latecore import Encoder, LateIndex
 from latecore.backends.warp import WarpBackend
+from latecore.base_encoder import BaseEncoder
 from latecore.documents import demo_queries, sample_corpus_path
 from latecore.testing import FakeEncoder
+
+pytestmark = pytest.mark.engines  # needs the engine extra (see docs/development.md)
 
 BUILD = {"build_min": 50, "n_candidates": 100, "nprobe": 16}
 """Build as soon as 50 documents are stored (the corpus has 250); re-score 100 of them

@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from latecore import BaseEncoder, LateIndex
+from latecore import LateIndex
 from latecore.backends import Backend, make_backend
 from latecore.backends.plaid import PlaidBackend
+from latecore.base_encoder import BaseEncoder
 from latecore.testing import FakeEncoder
 
 WORDS = [f"w{i}" for i in range(400)]
@@ -128,6 +129,7 @@ def plaid_pair(encoder: WordEncoder) -> Iterator[tuple[LateIndex, LateIndex, lis
         yield exact, plaid, make_queries(texts, 20, seed=6)
 
 
+@pytest.mark.engines  # fast-plaid
 def test_plaid_gives_exact_top10_with_exact_scores(
     plaid_pair: tuple[LateIndex, LateIndex, list[str]],
 ) -> None:
@@ -141,6 +143,7 @@ def test_plaid_gives_exact_top10_with_exact_scores(
     )
 
 
+@pytest.mark.engines  # fast-plaid
 def test_plaid_pending_stale_and_lazy_rebuild(encoder: WordEncoder, tmp_path: Path) -> None:
     texts, ids = make_corpus(400, seed=7)
     work = tmp_path / "work"
@@ -173,6 +176,7 @@ def test_plaid_pending_stale_and_lazy_rebuild(encoder: WordEncoder, tmp_path: Pa
     index.close()
 
 
+@pytest.mark.engines  # fast-plaid
 def test_plaid_save_load_keeps_snapshot_pending_and_stale(
     plaid_pair: tuple[LateIndex, LateIndex, list[str]], encoder: WordEncoder, tmp_path: Path
 ) -> None:

@@ -114,6 +114,7 @@ def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[st
     )
 
 
+@pytest.mark.slow
 def test_demo_and_search_run_offline_and_reuse_the_cache(tmp_path: Path, minilm_path: Path) -> None:
     assert SCRIPT.is_file(), "the latecore console script is not installed (pip install -e .)"
     env = {

@@ -1,4 +1,4 @@
-"""Every count argument of the core follows the one rule of ``latecore._validation``.
+"""Every count argument of the core follows the one rule of ``latecore.validation``.
 
 ``True``, ``-1``, ``1.5`` and ``"3"`` are refused with a ``ValueError`` naming the
 argument everywhere; ``0`` means "no results" for result counts (``k``,
@@ -70,12 +70,17 @@ NON_NEGATIVE_SETTINGS: dict[str, Callable[[Any], Any]] = {
 }
 
 
+def _params(*tables: dict[str, Callable[[Any], Any]]) -> list[Any]:
+    """One parameter per call; those that build an engine backend are marked ``engines``."""
+    return [
+        pytest.param(call, id=name, marks=[pytest.mark.engines] if "backend=" in name else [])
+        for table in tables
+        for name, call in table.items()
+    ]
+
+
 @pytest.mark.parametrize("value", BAD, ids=repr)
-@pytest.mark.parametrize(
-    "call",
-    [*RESULT_COUNTS.values(), *POSITIVE_COUNTS.values(), *NON_NEGATIVE_SETTINGS.values()],
-    ids=[*RESULT_COUNTS, *POSITIVE_COUNTS, *NON_NEGATIVE_SETTINGS],
-)
+@pytest.mark.parametrize("call", _params(RESULT_COUNTS, POSITIVE_COUNTS, NON_NEGATIVE_SETTINGS))
 def test_invalid_counts_are_refused(call: Callable[[Any], Any], value: object) -> None:
     with pytest.raises(ValueError, match=r"must be a (non-negative|positive) integer, got"):
         call(value)
@@ -87,7 +92,7 @@ def test_zero_results_is_an_empty_list_and_one_is_one(call: Callable[[Any], Any]
     assert len(call(1)) == 1
 
 
-@pytest.mark.parametrize("call", POSITIVE_COUNTS.values(), ids=list(POSITIVE_COUNTS))
+@pytest.mark.parametrize("call", _params(POSITIVE_COUNTS))
 def test_zero_is_refused_where_a_count_must_be_positive(call: Callable[[Any], Any]) -> None:
     with pytest.raises(ValueError, match="must be a positive integer, got 0"):
         call(0)

@@ -1,4 +1,4 @@
-"""Every k-like count of both adapters follows latecore's one rule (``latecore._validation``).
+"""Every k-like count of both adapters follows latecore's one rule (``latecore.validation``).
 
 A count is a real ``int``: ``True``, ``1.5`` and ``"3"`` are refused (pydantic's
 lax mode would turn ``True`` into ``1`` and ``"3"`` into ``3``), and so is a

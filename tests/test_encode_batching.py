@@ -19,8 +19,8 @@ from conftest import load_quietly
 
 import latecore.encoder as encoder_module
 from latecore import Encoder, LateIndex, MultivectorCache, ZeroShotWarning, cache_key
+from latecore.base_encoder import EncodeStats
 from latecore.cli import main
-from latecore.encoder import EncodeStats
 from latecore.evaluate import evaluate, load_eval_set
 from latecore.testing import FakeEncoder, write_checkpoint
 

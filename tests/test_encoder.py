@@ -16,11 +16,12 @@ import pytest
 import torch
 from conftest import load_quietly
 
-from latecore import BaseEncoder, Encoder, ModelLoadError, MultivectorCache, ZeroShotWarning
-from latecore.encoder import TokenizedText
+from latecore import Encoder, ModelLoadError, MultivectorCache, ZeroShotWarning
+from latecore.base_encoder import BaseEncoder
 from latecore.errors import LatecoreWarning
 from latecore.maxsim import maxsim
 from latecore.testing import FakeEncoder, write_tiny_bert_checkpoint
+from latecore.tokens import TokenizedText
 
 _ENCODE_IN_SUBPROCESS = """
 import sys, warnings, numpy as np
@@ -54,6 +55,7 @@ def _encode_in_two_processes(model: Path, tmp_path: Path) -> tuple[list[np.ndarr
     return arrays, fingerprints
 
 
+@pytest.mark.slow
 def test_two_processes_give_bit_identical_vectors_tiny(
     tiny_checkpoint: Path, tmp_path: Path
 ) -> None:
@@ -63,6 +65,7 @@ def test_two_processes_give_bit_identical_vectors_tiny(
     assert fingerprints[0] == fingerprints[1]
 
 
+@pytest.mark.slow
 def test_two_processes_give_bit_identical_vectors_minilm(
     minilm_path: Path, minilm_encoder: Encoder, tmp_path: Path
 ) -> None:

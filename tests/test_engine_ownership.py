@@ -14,6 +14,8 @@ from latecore import LateIndex
 from latecore.errors import EngineOwnershipError
 from latecore.testing import FakeEncoder
 
+pytestmark = pytest.mark.engines  # qdrant-edge, lancedb
+
 ENGINES = ["qdrant", "lancedb"]
 
 

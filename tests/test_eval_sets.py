@@ -39,6 +39,7 @@ def old_encoder(minilm_path: Path) -> Encoder:
     return load_quietly(minilm_path, query_length=32)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(EVAL_SETS))
 def test_new_hybrid_defaults_beat_the_old_ones(
     name: str, minilm_encoder: Encoder, old_encoder: Encoder

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from conftest import load_quietly
 
-from latecore import BaseEncoder, Encoder, MultivectorCache, explain, highlight, maxsim
+from latecore import Encoder, MultivectorCache, explain, highlight, maxsim
+from latecore.base_encoder import BaseEncoder
 from latecore.explain import Explanation
 from latecore.testing import FakeEncoder
 

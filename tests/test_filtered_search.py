@@ -18,6 +18,8 @@ from test_filters import reference
 import latecore.index_view
 from latecore import HybridSearcher, LateIndex
 
+pytestmark = [pytest.mark.engines, pytest.mark.slow]  # every backend, builds each
+
 FILTERS: list[dict[str, Any]] = [
     {"tenant": "t3"},
     {"tenant": {"$ne": "t3"}},

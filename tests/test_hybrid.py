@@ -10,7 +10,8 @@ import bm25s
 import numpy as np
 import pytest
 
-from latecore import BaseEncoder, Encoder, HybridHit, HybridSearcher, LateIndex, maxsim
+from latecore import Encoder, HybridHit, HybridSearcher, LateIndex, maxsim
+from latecore.base_encoder import BaseEncoder
 from latecore.hybrid import fuse
 from latecore.testing import FakeEncoder
 

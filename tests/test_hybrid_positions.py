@@ -64,6 +64,7 @@ def test_hybrid_scores_each_candidate_once(monkeypatch: pytest.MonkeyPatch) -> N
         assert [h.colbert_score for h in hits] == pytest.approx(exact.tolist(), abs=1e-5)
 
 
+@pytest.mark.engines  # qdrant-edge
 def test_engine_held_hybrid_fetches_vectors_once_per_query(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

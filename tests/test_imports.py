@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 import latecore
+import latecore.validation
 
 PACKAGE_DIR = Path(latecore.__file__).parent
 
@@ -300,3 +301,135 @@ def test_a_missing_third_party_dependency_is_reported_apart(tmp_path: Path) -> N
     _write_package(tmp_path, {**_CLEAN, "extra.py": "import no_such_dist_xyz\n"})
     outcome = import_each(["pkg.extra", "pkg.c"], "pkg", cwd=tmp_path)
     assert outcome == {"failures": {}, "missing": {"pkg.extra": "no_such_dist_xyz"}}
+
+
+# --- Public names: the adapters stay on latecore's public side, shared names have one home ---
+
+REPO = PACKAGE_DIR.parent
+INTEGRATIONS = REPO / "integrations"
+
+HOMES = {
+    "BaseEncoder": "latecore.base_encoder",
+    "progress_enabled": "latecore.base_encoder",
+    "DEFAULT_MODEL": "latecore.models",
+    "resolve_model": "latecore.models",
+    **{name: "latecore.validation" for name in latecore.validation.__all__},
+}
+"""The one module each shared name is imported from, wherever it is used in this repository."""
+
+
+@dataclass(frozen=True)
+class ImportedName:
+    """``path``:``line`` imports ``name`` from module ``module`` (absolute)."""
+
+    path: Path
+    line: int
+    module: str
+    name: str
+
+
+def _module_of(path: Path) -> str:
+    """Dotted name of the module at ``path`` (under the repository or an integration's root)."""
+    roots = [d for d in INTEGRATIONS.iterdir() if d.is_dir()] + [REPO]
+    root = next(r for r in roots if path.is_relative_to(r))
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _where(path: Path) -> str:
+    return path.relative_to(REPO).as_posix() if path.is_relative_to(REPO) else path.name
+
+
+def imported_names(path: Path, module: str | None = None) -> list[ImportedName]:
+    """Every module (``import a.b``, as name ``""``) and name (``from a import b``) ``path``
+    imports, relative imports resolved against ``module`` (default: the file's own name),
+    wherever the statement sits."""
+    module = module or _module_of(path)
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found += [ImportedName(path, node.lineno, a.name, "") for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(filter(None, [*parts[: len(parts) - node.level + 1], base]))
+            found += [ImportedName(path, node.lineno, base, a.name) for a in node.names]
+    return found
+
+
+def private_latecore_imports(names: list[ImportedName]) -> list[str]:
+    """Each import of a ``latecore._*`` module, or of a ``_name`` from a latecore module."""
+    found = []
+    for item in names:
+        parts = item.module.split(".")
+        if parts[0] != "latecore":
+            continue
+        dotted = [*parts, item.name] if item.name else parts
+        if any(part.startswith("_") for part in dotted[1:]):
+            found.append(f"{_where(item.path)}:{item.line} imports {'.'.join(dotted)}")
+    return found
+
+
+def misplaced_imports(names: list[ImportedName]) -> set[tuple[str, str, str]]:
+    """(file, name, where from) for each shared name imported from another module than its home."""
+    found = set()
+    for item in names:
+        home = HOMES.get(item.name)
+        from_latecore = item.module == "latecore" or item.module.startswith("latecore.")
+        if home and from_latecore and item.module != home:
+            found.add((_where(item.path), item.name, item.module))
+    return found
+
+
+def _python_files(*roots: Path) -> list[Path]:
+    return sorted(p for root in roots for p in root.rglob("*.py") if ".venv" not in p.parts)
+
+
+def test_adapters_import_no_private_latecore_module() -> None:
+    files = _python_files(INTEGRATIONS)
+    assert len(files) >= 8 and any(p.name == "retrievers.py" for p in files)
+    found = private_latecore_imports([n for path in files for n in imported_names(path)])
+    assert not found, "adapters must use latecore's public modules:\n" + "\n".join(found)
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("from latecore._validation import check_count", "latecore._validation.check_count"),
+        ("import latecore._int8", "latecore._int8"),
+        ("from latecore import _atomic", "latecore._atomic"),
+        ("def f():\n    from latecore.backends import _helper", "latecore.backends._helper"),
+        ("from latecore.validation import check_count", None),
+        ("from ._convert import document_from_hit", None),  # the adapter's own private module
+    ],
+)
+def test_the_private_import_check_finds_every_form(
+    tmp_path: Path, source: str, expected: str | None
+) -> None:
+    probe = tmp_path / "probe.py"
+    probe.write_text(source + "\n", encoding="utf-8")
+    found = private_latecore_imports(imported_names(probe, "langchain_latecore.probe"))
+    line = source.count("\n") + 1
+    assert found == ([] if expected is None else [f"probe.py:{line} imports {expected}"])
+
+
+def test_each_shared_name_is_imported_from_its_one_home() -> None:
+    files = _python_files(PACKAGE_DIR, INTEGRATIONS, REPO / "tests", REPO / "benchmarks")
+    found = misplaced_imports([n for path in files for n in imported_names(path)])
+    wrong = sorted(f"{p} imports {n} from {m}, not {HOMES[n]}" for p, n, m in found)
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_home_check_finds_a_name_imported_through_another_module(tmp_path: Path) -> None:
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "from latecore import BaseEncoder\nfrom .encoder import progress_enabled\n"
+        "from latecore.base_encoder import BaseEncoder as Base\n",
+        encoding="utf-8",
+    )
+    assert misplaced_imports(imported_names(probe, "latecore.probe")) == {
+        ("probe.py", "BaseEncoder", "latecore"),
+        ("probe.py", "progress_enabled", "latecore.encoder"),
+    }

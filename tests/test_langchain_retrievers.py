@@ -206,8 +206,10 @@ def test_hybrid_metadata_has_every_stage(fake_index: LateIndex) -> None:
 
 def test_hybrid_fusion_and_candidates(fake_index: LateIndex) -> None:
     searcher = HybridSearcher.from_index(fake_index, fusion="linear", candidates=50)
-    retriever = LateInteractionHybridRetriever(searcher=searcher)
-    assert (retriever.fusion, retriever.candidates) == ("linear", 50)  # the searcher's
+    retriever = LateInteractionHybridRetriever(searcher=searcher, k=10)
+    # Unset fields follow the searcher (its "linear" and 50), read when searching.
+    assert (retriever.fusion, retriever.candidates, retriever.candidates_from) == (None,) * 3
+    assert _scores(retriever.invoke(QUERY)) == _scores(searcher.search(QUERY, k=10))
     assert LateInteractionHybridRetriever(searcher=searcher, fusion="rrf").fusion == "rrf"
     assert len(retriever.invoke(QUERY, candidates=2, k=10, candidates_from="bm25")) == 2
     assert 2 <= len(retriever.invoke(QUERY, candidates=2, k=10, candidates_from="both")) <= 4
@@ -217,6 +219,56 @@ def test_hybrid_fusion_and_candidates(fake_index: LateIndex) -> None:
     assert [d.metadata["relevance_score"] for d in by_rerank] == colbert
     with pytest.raises(ValueError, match="fusion"):
         retriever.invoke(QUERY, fusion="max")
+
+
+def _scores(results: list[Any]) -> list[tuple[str | None, float]]:
+    """(id, score) of documents or hits, in order."""
+    return [
+        (r.id, r.metadata["relevance_score"] if isinstance(r, Document) else r.score)
+        for r in results
+    ]
+
+
+def test_hybrid_follows_later_changes_to_the_searcher(fake_index: LateIndex) -> None:
+    searcher = HybridSearcher.from_index(fake_index)
+    retriever = LateInteractionHybridRetriever(searcher=searcher, k=10)
+    rerank = _scores(retriever.invoke(QUERY))
+    assert rerank == _scores(searcher.search(QUERY, k=10, fusion="rerank"))
+    searcher.fusion = "rrf"  # set after the retriever was built: honoured
+    rrf = _scores(retriever.invoke(QUERY))
+    assert rrf == _scores(searcher.search(QUERY, k=10, fusion="rrf")) and rrf != rerank
+    assert _scores(asyncio.run(retriever.ainvoke(QUERY))) == rrf
+    searcher.candidates, searcher.candidates_from = 2, "bm25"
+    assert _scores(retriever.invoke(QUERY)) == _scores(
+        searcher.search(QUERY, k=10, fusion="rrf", candidates=2, candidates_from="bm25")
+    )
+    assert len(retriever.invoke(QUERY)) == 2
+    # Per-call options win over the searcher's settings.
+    assert len(retriever.invoke(QUERY, candidates=3)) == 3
+    assert (
+        _scores(retriever.invoke(QUERY, fusion="rerank", candidates=100, candidates_from="both"))
+        == rerank
+    )
+
+
+def test_hybrid_fields_set_explicitly_win_over_the_searcher(fake_index: LateIndex) -> None:
+    searcher = HybridSearcher.from_index(fake_index)
+    retriever = LateInteractionHybridRetriever(
+        searcher=searcher, k=10, fusion="linear", candidates=3, candidates_from="bm25"
+    )
+    linear = _scores(
+        searcher.search(QUERY, k=10, fusion="linear", candidates=3, candidates_from="bm25")
+    )
+    assert len(linear) == 3
+    searcher.fusion, searcher.candidates, searcher.candidates_from = "rrf", 100, "both"
+    assert _scores(retriever.invoke(QUERY)) == linear
+    # ... and per-call options win over the explicit fields.
+    assert _scores(
+        retriever.invoke(QUERY, fusion="rrf", candidates=100, candidates_from="both")
+    ) == _scores(searcher.search(QUERY, k=10))
+    assert len(retriever.invoke(QUERY, candidates=2)) == 2
+    with pytest.raises(ValueError, match="candidates"):
+        LateInteractionHybridRetriever(searcher=searcher, candidates=0)
 
 
 def test_hybrid_without_a_shared_word_needs_maxsim_candidates() -> None:

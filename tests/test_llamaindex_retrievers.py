@@ -182,3 +182,28 @@ def test_hybrid_from_an_existing_index_or_searcher() -> None:
         LateInteractionHybridRetriever(index=base.index, encoder=encoder)
     with pytest.raises(ValueError, match="already built"):
         LateInteractionHybridRetriever(searcher=searcher, candidates=5)
+
+
+def test_hybrid_follows_later_changes_to_the_searcher() -> None:
+    """The retriever copies none of the searcher's settings: a later change is honoured."""
+    retriever = LateInteractionHybridRetriever(
+        corpus_nodes(), encoder=FakeEncoder(), similarity_top_k=4
+    )
+    searcher, query = retriever.searcher, "capital city of france"
+
+    def scored() -> list[tuple[str, float | None]]:
+        return [(n.node.node_id, n.score) for n in retriever.retrieve(query)]
+
+    rerank = scored()
+    assert rerank == [(h.id, h.score) for h in searcher.search(query, k=4, fusion="rerank")]
+    searcher.fusion = "rrf"
+    rrf = scored()
+    assert rrf == [(h.id, h.score) for h in searcher.search(query, k=4, fusion="rrf")]
+    assert rrf != rerank
+    assert [(n.node.node_id, n.score) for n in asyncio.run(retriever.aretrieve(query))] == rrf
+    searcher.candidates, searcher.candidates_from = 1, "bm25"
+    assert scored() == [
+        (h.id, h.score)
+        for h in searcher.search(query, k=4, fusion="rrf", candidates=1, candidates_from="bm25")
+    ]
+    assert len(scored()) == 1

@@ -107,6 +107,7 @@ np.savez("out.npz", **arrays)
 """
 
 
+@pytest.mark.slow
 def test_every_format_is_deterministic_across_processes(
     specs: dict[str, CheckpointSpec], tmp_path: Path
 ) -> None:
@@ -135,6 +136,44 @@ def test_every_format_is_deterministic_across_processes(
     assert sorted(first.files) == sorted(second.files) and len(first.files) == 10
     for name in first.files:
         assert first[name].tobytes() == second[name].tobytes(), name
+
+
+_WRITE_ALL = """
+import sys, warnings
+warnings.simplefilter("ignore")
+from pathlib import Path
+from latecore.testing import CHECKPOINT_FORMATS, write_checkpoint
+for fmt in CHECKPOINT_FORMATS:
+    write_checkpoint(fmt, Path(sys.argv[1]) / fmt)
+"""
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.mark.slow
+def test_every_format_writes_byte_identical_files_in_two_processes(tmp_path: Path) -> None:
+    """The xlm-roberta tokenizer included: its Unigram vocabulary is fixed, not trained."""
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WRITE_ALL, str(tmp_path / str(i))],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    for run in runs:
+        _, err = run.communicate(timeout=400)
+        assert run.returncode == 0, err[-3000:]
+    first, second = _files(tmp_path / "0"), _files(tmp_path / "1")
+    for fmt in CHECKPOINT_FORMATS:
+        assert any(name.startswith(f"{fmt}/") for name in first), fmt
+    assert "xlm-roberta/tokenizer.json" in first
+    assert sorted(first) == sorted(second)
+    differ = [name for name in first if first[name] != second[name]]
+    assert not differ, f"written differently by two processes: {differ}"
 
 
 def test_changing_a_weight_byte_of_a_trained_checkpoint_changes_every_key(

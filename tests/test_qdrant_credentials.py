@@ -17,6 +17,8 @@ from latecore import LateIndex
 from latecore.backends.qdrant import QdrantBackend
 from latecore.testing import FakeEncoder
 
+pytestmark = pytest.mark.engines  # qdrant-edge, qdrant-client
+
 
 class _Spy(BaseHTTPRequestHandler):
     seen: list[tuple[str, str | None]]

@@ -22,6 +22,8 @@ from latecore import LateIndex, SearchHit
 from latecore.backends.warp import WarpBackend
 from latecore.testing import FakeEncoder
 
+pytestmark = pytest.mark.engines  # xtr-warp-rs
+
 WORDS = [f"w{i}" for i in range(16)]
 K = 5
 

@@ -43,8 +43,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._validation import check_count, check_optional_count, check_positive
 from ..store import StoreView
+from ..validation import check_count, check_optional_count, check_positive
 from .snapshot import SnapshotBackend
 
 if TYPE_CHECKING:

@@ -59,9 +59,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._validation import check_count, check_optional_count, check_positive
 from ..base_encoder import progress_enabled
 from ..store import StoreView
+from ..validation import check_count, check_optional_count, check_positive
 from ._engine_thread import EngineThread, on_engine_thread
 from .snapshot import SnapshotBackend
 

@@ -20,7 +20,8 @@ Formats:
   (the layout of answerai-colbert-small-v1).
 - ``pylate-modernbert``: a ModernBERT ColBERT saved by pylate itself.
 - ``xlm-roberta``: an XLM-RoBERTa ColBERT with a multilingual Unigram tokenizer
-  built locally and ``[QueryMarker]``/``[DocumentMarker]`` markers.
+  over a fixed vocabulary (built from the corpus, no trainer) and
+  ``[QueryMarker]``/``[DocumentMarker]`` markers.
 - ``plain-bert``: a BERT encoder without any ColBERT head (zero-shot path).
 
 The vocabulary of the tiny tokenizers is the word list in ``data/tiny_words.txt``.
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 from dataclasses import dataclass
 from importlib import resources
@@ -322,19 +324,50 @@ def _modernbert(path: Path, seed: int) -> CheckpointSpec:
     )
 
 
+_METASPACE = "\u2581"  # "▁", which the Metaspace pre-tokenizer puts before every word
+
+
+def _multilingual_unigram_vocab(specials: list[str]) -> list[tuple[str, float]]:
+    """A fixed Unigram vocabulary over the multilingual corpus: ``(piece, score)``, sorted.
+
+    The pieces are every character of the corpus (and its upper case), every
+    word and every two-character piece inside a word (words start with ``▁``);
+    a piece's score is the log of its smoothed frequency in the corpus, so a
+    whole word outscores its characters. Built from sorted sets and integer
+    counts, not by a trainer, so every process builds the same list: the
+    specials first, in order, then the pieces by score, ties by text.
+
+    Examples
+    --------
+    >>> vocab = _multilingual_unigram_vocab(["<unk>"])
+    >>> vocab[0], vocab == _multilingual_unigram_vocab(["<unk>"])
+    (('<unk>', 0.0), True)
+    >>> scores = dict(vocab)
+    >>> scores["\u2581paris"] > scores["\u2581p"] + scores["a"]
+    True
+    """
+    words = [_METASPACE + word for line in _MULTILINGUAL_CORPUS for word in line.split()]
+    characters = {c for word in words for c in word}
+    pieces = characters | {c.upper() for c in characters} | set(words)
+    pieces |= {word[i : i + 2] for word in words for i in range(len(word) - 1)}
+    text = "".join(words)
+    total = len(text) + len(pieces)
+    scored = [(piece, math.log((text.count(piece) + 1) / total)) for piece in sorted(pieces)]
+    scored.sort(key=lambda item: (-item[1], item[0]))
+    return [(special, 0.0) for special in specials] + scored
+
+
 def _xlm_roberta(path: Path, seed: int) -> CheckpointSpec:
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast, XLMRobertaConfig, XLMRobertaModel
 
     base = path.parent / f".{path.name}-base"
     specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>", "[QueryMarker]", "[DocumentMarker]"]
-    unigram = Tokenizer(models.Unigram())
+    vocab = _multilingual_unigram_vocab(specials)
+    unigram = Tokenizer(models.Unigram(vocab, unk_id=specials.index("<unk>")))
+    unigram.add_special_tokens(specials)
     unigram.pre_tokenizer = pre_tokenizers.Metaspace()
     unigram.decoder = decoders.Metaspace()
-    unigram.train_from_iterator(
-        _MULTILINGUAL_CORPUS * 4,
-        trainers.UnigramTrainer(vocab_size=400, special_tokens=specials, unk_token="<unk>"),
-    )
     unigram.post_processor = processors.TemplateProcessing(
         single="<s> $A </s>",
         special_tokens=[("<s>", unigram.token_to_id("<s>")), ("</s>", unigram.token_to_id("</s>"))],

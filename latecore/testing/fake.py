@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from ..base_encoder import BaseEncoder
 from ..cache import MultivectorCache
-from ..encoder import BaseEncoder
 
 __all__ = ["FakeEncoder"]
 

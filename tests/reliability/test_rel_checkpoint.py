@@ -44,6 +44,7 @@ def _pickle_only(directory: Path) -> Path:
     return directory
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_pickle_only_checkpoint_is_refused_unless_allowed(tmp_path: Path) -> None:
     """Guarantees: a checkpoint whose weights exist only as a pickle ``.bin`` raises a

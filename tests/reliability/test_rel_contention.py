@@ -22,6 +22,7 @@ DOCUMENTS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("how", ["diskcache", "sqlite"])
 def test_rerank_under_a_held_write_lock_skips_the_write(

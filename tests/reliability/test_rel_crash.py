@@ -26,6 +26,7 @@ def _assert_intact(directory: Path, names: list[str]) -> None:
         assert array is not None and array.tobytes() == value_for(name).tobytes(), name
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(150)
 def test_sigkill_at_random_points_loses_no_acknowledged_write(tmp_path: Path) -> None:
     """24 writer processes are SIGKILLed at random moments, some while creating the database.

@@ -29,6 +29,8 @@ from _rel_support import start_worker
 from latecore import LateIndex
 from latecore.testing import FakeEncoder
 
+pytestmark = [pytest.mark.engines, pytest.mark.slow]  # xtr-warp-rs, fast-plaid; workers
+
 TAMPERINGS = 20
 KINDS = ("header", "truncation", "flips")
 WORDS = [f"w{i}" for i in range(40)]

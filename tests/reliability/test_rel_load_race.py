@@ -135,6 +135,7 @@ def race(
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.slow  # another process saves 200 times
 def test_loads_racing_saves_see_one_complete_save_or_retry(tmp_path: Path) -> None:
     """200 loads (at least) while another process saves 200 times: each load returns one
     version complete (ids, texts, metadata and vectors of the same save) or raises
@@ -149,6 +150,8 @@ PLAID_RACES = 20
 
 
 @pytest.mark.timeout(600)
+@pytest.mark.engines  # xtr-warp-rs
+@pytest.mark.slow  # another process saves 200 times
 def test_warp_loads_racing_saves_open_the_same_saves_engine_files(tmp_path: Path) -> None:
     """A saved WARP index loaded while another process saves over it: the WARP files the
     engine opens are those of the save its documents come from (or the load raises
@@ -163,6 +166,8 @@ def test_warp_loads_racing_saves_open_the_same_saves_engine_files(tmp_path: Path
 
 
 @pytest.mark.timeout(600)
+@pytest.mark.engines  # fast-plaid
+@pytest.mark.slow  # another process saves 200 times
 def test_plaid_loads_racing_saves_open_the_same_saves_snapshot(tmp_path: Path) -> None:
     """The same for a saved PLAID snapshot (fast-plaid on the CPU)."""
     from latecore.backends.plaid import PlaidBackend

@@ -36,6 +36,7 @@ def _content(index: LateIndex) -> tuple[list[str], list[str], bytes, bytes]:
     return index.ids, texts, packed.matrix.tobytes(), packed.offsets.tobytes()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_sigkill_during_save_leaves_old_or_new_index(tmp_path: Path) -> None:
     """20 SIGKILLs while a 2,000-document index is saved over an existing saved index.

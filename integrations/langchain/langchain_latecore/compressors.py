@@ -9,8 +9,9 @@ from langchain_core.documents import BaseDocumentCompressor, Document
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
 from typing_extensions import Self
 
-from latecore import BaseEncoder, Reranker, load_encoder
-from latecore._validation import check_optional_count
+from latecore import Reranker, load_encoder
+from latecore.base_encoder import BaseEncoder
+from latecore.validation import check_optional_count
 
 from ._convert import scored_copy
 

@@ -18,13 +18,14 @@ from langchain_core.callbacks import (
 )
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 from typing_extensions import Self
 
-from latecore import BaseEncoder, HybridSearcher, LateIndex, load_encoder
-from latecore._validation import check_count, check_positive
+from latecore import HybridSearcher, LateIndex, load_encoder
+from latecore.base_encoder import BaseEncoder
 from latecore.hybrid import CandidatesFrom, Fusion
 from latecore.searcher import Searcher
+from latecore.validation import check_count, check_positive
 
 from ._convert import document_from_hit, documents_to_columns
 
@@ -241,6 +242,8 @@ class LateSearchRetriever(BaseRetriever):
     def _search_args(self, k: int | None, options: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         """``k`` and the search options of one call: what ``invoke`` gave, else the fields.
 
+        A field left at ``None`` is passed on as ``None``, which the searcher reads
+        as "my own setting" at the time of the call (nothing is copied from it).
         Values are passed on unchanged, so the searcher's own rules refuse a bad
         one (``k=True``, an unknown option) exactly as a direct search would.
         """
@@ -380,15 +383,18 @@ class LateInteractionHybridRetriever(LateSearchRetriever):
             `from_documents` or `from_index`).
         k: int
             Number of documents to return (default 4).
-        fusion: "rerank" | "rrf" | "linear"
-            How the two rankings are combined (default: the searcher's).
-        candidates: int
-            Candidates each stage nominates per query, at least 1 (default: the
-            searcher's, 100).
-        candidates_from: "auto" | "both" | "bm25"
-            Which stages nominate (default: the searcher's).
+        fusion: "rerank" | "rrf" | "linear" | None
+            How the two rankings are combined (default `None`: the searcher's).
+        candidates: int | None
+            Candidates each stage nominates per query, at least 1 (default
+            `None`: the searcher's, 100 unless set).
+        candidates_from: "auto" | "both" | "bm25" | None
+            Which stages nominate (default `None`: the searcher's).
 
-        `k`, `fusion`, `candidates` and `candidates_from` can also be passed to `invoke`.
+        A field left at `None` follows the searcher: its setting is read on every
+        call, so a later `retriever.searcher.fusion = "rrf"` takes effect at once; a
+        field given a value overrides the searcher's. `k`, `fusion`, `candidates`
+        and `candidates_from` passed to `invoke` override both for that call.
 
     Instantiate:
         ```python
@@ -442,42 +448,30 @@ class LateInteractionHybridRetriever(LateSearchRetriever):
     """
 
     searcher: HybridSearcher = Field(description="The latecore BM25 -> MaxSim searcher.")
-    fusion: Fusion = Field(
-        default="rerank",
+    fusion: Fusion | None = Field(
+        default=None,
         description="Fusion of the BM25 and MaxSim rankings: 'rerank', 'rrf' or 'linear'. "
-        "Defaults to the searcher's.",
+        "None (default): the searcher's, read on every call.",
     )
-    candidates: int = Field(
-        default=100,
-        description="Candidates each stage nominates per query. Defaults to the searcher's.",
+    candidates: int | None = Field(
+        default=None,
+        description="Candidates each stage nominates per query. "
+        "None (default): the searcher's, read on every call.",
     )
-    candidates_from: CandidatesFrom = Field(
-        default="auto",
+    candidates_from: CandidatesFrom | None = Field(
+        default=None,
         description="Which stages nominate candidates: 'auto', 'both' or 'bm25'. "
-        "Defaults to the searcher's.",
+        "None (default): the searcher's, read on every call.",
     )
 
     _searcher_field: ClassVar[str] = "searcher"
     _searcher_class: ClassVar[Callable[..., Searcher[Any]]] = HybridSearcher
     _search_options: ClassVar[tuple[str, ...]] = ("fusion", "candidates", "candidates_from")
 
-    @model_validator(mode="before")
-    @classmethod
-    def _searcher_defaults(cls, data: Any) -> Any:
-        searcher = data.get("searcher") if isinstance(data, dict) else None
-        if isinstance(searcher, HybridSearcher):
-            data = {
-                "fusion": searcher.fusion,
-                "candidates": searcher.candidates,
-                "candidates_from": searcher.candidates_from,
-                **data,
-            }
-        return data
-
     @field_validator("candidates", mode="before")
     @classmethod
-    def _check_candidates(cls, value: object) -> int:
-        return check_positive(value, "candidates")
+    def _check_candidates(cls, value: object) -> int | None:
+        return None if value is None else check_positive(value, "candidates")
 
     @classmethod
     def from_index(

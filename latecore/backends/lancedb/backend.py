@@ -12,8 +12,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..._validation import check_count, check_dtype, check_optional_count, check_positive
 from ...store import Selection, StoreView
+from ...validation import check_count, check_dtype, check_optional_count, check_positive
 from ..base import document_digest
 from ..mirror import Candidate, MirrorBackend
 from .table import ID_COLUMN, VECTOR_COLUMN, LanceTable, import_lancedb, metadata_json, utf8

@@ -9,9 +9,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..._validation import check_dtype, check_optional_count, check_positive
 from ...muvera import MUVERA_DEFAULTS, Muvera
 from ...store import Selection, StoreView
+from ...validation import check_dtype, check_optional_count, check_positive
 from ..base import SavedState
 from ..mirror import Candidate, MirrorBackend
 from .edge import EDGE_CONFIG, EdgeTable

@@ -12,8 +12,9 @@ from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRan
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
-from latecore import BaseEncoder, Reranker, load_encoder
-from latecore._validation import check_positive
+from latecore import Reranker, load_encoder
+from latecore.base_encoder import BaseEncoder
+from latecore.validation import check_positive
 
 from ._shared import with_hidden_metadata
 

@@ -31,8 +31,8 @@ from llama_index.postprocessor.latecore import with_hidden_metadata
 from typing_extensions import Self
 
 from latecore import SearchHit
-from latecore._validation import check_positive
 from latecore.searcher import Searcher
+from latecore.validation import check_positive
 
 __all__ = ["LateSearchRetriever", "node_from_record", "node_with_score"]
 

@@ -10,8 +10,9 @@ from llama_index.core.callbacks import CallbackManager
 from llama_index.core.constants import DEFAULT_SIMILARITY_TOP_K
 from llama_index.core.schema import BaseNode, IndexNode
 
-from latecore import BaseEncoder, LateIndex, load_encoder
-from latecore._validation import check_positive
+from latecore import LateIndex, load_encoder
+from latecore.base_encoder import BaseEncoder
+from latecore.validation import check_positive
 
 from ._nodes import LateSearchRetriever
 

@@ -1,9 +1,12 @@
-"""Every argument rule latecore states once: counts, storage dtypes, the default model.
+"""Every argument rule latecore states once: counts, texts, storage dtypes.
 
-Private to latecore and its two adapter distributions (``langchain-latecore``,
-``llama-index-latecore``), which import it so that a count means the same thing
-everywhere. Each rule raises :class:`ValueError` with a message that names the
-argument, the value received and what is accepted.
+Public: latecore's own modules and its two adapter distributions
+(``langchain-latecore``, ``llama-index-latecore``) check their arguments with
+these functions, so that a count means the same thing everywhere, and an
+integration of your own can do the same. Each rule raises :class:`ValueError`
+(:class:`TypeError` for texts that are not strings) with a message that names
+the argument, the value received and what is accepted. The default model and
+``$LATECORE_MODEL`` are :mod:`latecore.models`' business.
 
 Counts
     A count is a real ``int``: ``bool`` (``True`` is not ``1``), floats (even
@@ -29,11 +32,9 @@ ValueError: top_n must be a positive integer, got 0
 from __future__ import annotations
 
 import numbers
-import os
 from typing import Literal
 
 __all__ = [
-    "DEFAULT_MODEL",
     "STORAGE_DTYPES",
     "StorageDtype",
     "check_count",
@@ -41,11 +42,7 @@ __all__ = [
     "check_optional_count",
     "check_positive",
     "check_texts",
-    "resolve_model",
 ]
-
-DEFAULT_MODEL = "answerdotai/answerai-colbert-small-v1"
-"""Used when neither a model argument nor ``$LATECORE_MODEL`` is given."""
 
 StorageDtype = Literal["float16", "float32"]
 """Precision in which token vectors are stored (scoring always computes in float32)."""
@@ -148,16 +145,3 @@ def check_dtype(value: object, name: str = "dtype") -> StorageDtype:
     if value not in STORAGE_DTYPES:
         raise ValueError(f"{name} must be 'float16' or 'float32', got {value!r}")
     return value  # type: ignore[return-value]
-
-
-def resolve_model(model: str | os.PathLike[str] | None) -> str | os.PathLike[str]:
-    """The model to load: ``model``, else ``$LATECORE_MODEL``, else :data:`DEFAULT_MODEL`.
-
-    Examples
-    --------
-    >>> resolve_model("/models/my-colbert")
-    '/models/my-colbert'
-    """
-    if model is not None:
-        return model
-    return os.environ.get("LATECORE_MODEL") or DEFAULT_MODEL
