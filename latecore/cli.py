@@ -34,7 +34,14 @@ from .documents import (
 from .encoder import DEFAULT_MODEL, Encoder, progress_enabled
 from .errors import InputError, ModelLoadError, ZeroShotWarning
 from .explain import MIN_SHARE, Style, explain, highlight
-from .hybrid import AUTO_BOTH_LIMIT, CandidatesFrom, Fusion, HybridSearcher
+from .hybrid import (
+    AUTO_BOTH_LIMIT,
+    DEFAULT_CANDIDATES,
+    DEFAULT_FUSION,
+    CandidatesFrom,
+    Fusion,
+    HybridSearcher,
+)
 from .models import bundled_minilm_path
 
 __all__ = ["build_parser", "main"]
@@ -212,14 +219,14 @@ def _common(parser: argparse.ArgumentParser, k: int) -> None:
     parser.add_argument(
         "--fusion",
         choices=get_args(Fusion),
-        default="rerank",
-        help="how BM25 and ColBERT rankings combine (default: rerank)",
+        default=DEFAULT_FUSION,
+        help=f"how BM25 and ColBERT rankings combine (default: {DEFAULT_FUSION})",
     )
     parser.add_argument(
         "--candidates",
         type=int,
-        default=100,
-        help="candidates each stage nominates per query (default 100)",
+        default=DEFAULT_CANDIDATES,
+        help=f"candidates each stage nominates per query (default {DEFAULT_CANDIDATES})",
     )
     parser.add_argument(
         "--candidates-from",

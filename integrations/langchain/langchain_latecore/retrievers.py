@@ -23,7 +23,7 @@ from typing_extensions import Self
 
 from latecore import BaseEncoder, HybridSearcher, LateIndex, load_encoder
 from latecore._validation import check_count, check_positive
-from latecore.hybrid import CandidatesFrom, Fusion
+from latecore.hybrid import DEFAULT_CANDIDATES, DEFAULT_FUSION, CandidatesFrom, Fusion
 from latecore.searcher import Searcher
 
 from ._convert import document_from_hit, documents_to_columns
@@ -357,8 +357,9 @@ class LateInteractionHybridRetriever(LateSearchRetriever):
     lexical matches and, with ``candidates_from="both"``, the index its own best
     ``candidates`` by MaxSim; every candidate's stored multivectors are scored
     by exact MaxSim (nothing is re-encoded at query time) and the rankings are
-    fused: ``"rerank"`` (MaxSim order), ``"rrf"`` (reciprocal rank fusion) or
-    ``"linear"`` (weighted min-max normalised scores). See
+    fused: ``"adaptive"`` (default: z-scores, BM25 weighted per query by how much
+    of the query its best match covers), ``"rerank"`` (MaxSim order), ``"rrf"``
+    (reciprocal rank fusion) or ``"linear"`` (fixed weights). See
     ``latecore.HybridSearcher`` for the defaults (``candidates_from="auto"``).
     BM25 is rebuilt over the whole corpus on the first query after an update, so
     add in batches.
@@ -380,8 +381,9 @@ class LateInteractionHybridRetriever(LateSearchRetriever):
             `from_documents` or `from_index`).
         k: int
             Number of documents to return (default 4).
-        fusion: "rerank" | "rrf" | "linear"
-            How the two rankings are combined (default: the searcher's).
+        fusion: "adaptive" | "rerank" | "rrf" | "linear"
+            How the two rankings are combined (default: the searcher's,
+            "adaptive").
         candidates: int
             Candidates each stage nominates per query, at least 1 (default: the
             searcher's, 100).
@@ -443,12 +445,12 @@ class LateInteractionHybridRetriever(LateSearchRetriever):
 
     searcher: HybridSearcher = Field(description="The latecore BM25 -> MaxSim searcher.")
     fusion: Fusion = Field(
-        default="rerank",
-        description="Fusion of the BM25 and MaxSim rankings: 'rerank', 'rrf' or 'linear'. "
-        "Defaults to the searcher's.",
+        default=DEFAULT_FUSION,
+        description="Fusion of the BM25 and MaxSim rankings: 'adaptive', 'rerank', 'rrf' or "
+        "'linear'. Defaults to the searcher's.",
     )
     candidates: int = Field(
-        default=100,
+        default=DEFAULT_CANDIDATES,
         description="Candidates each stage nominates per query. Defaults to the searcher's.",
     )
     candidates_from: CandidatesFrom = Field(
