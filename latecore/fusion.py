@@ -29,9 +29,10 @@ nominations, ``0`` where a stage did not nominate the candidate.
     (``"minmax"``).
 
 A z-score is ``(score - mean) / std`` over the candidates that have the score
-(``0`` for all when they are all equal). In every normalisation a missing BM25
-score counts as the lowest present one. Ties break by BM25 rank (missing last),
-then by input order.
+(``0`` for all when they are all equal), and a missing BM25 score gets the
+lowest z-score present; min-max scales to ``[0, 1]`` (``1`` for all when they are
+all equal), and a missing BM25 score gets ``0``. Ties break by BM25 rank (missing
+last), then by input order.
 
 The defaults were chosen on CACM (3,204 abstracts, 52 queries) and the two
 labelled sets that ship with latecore, with all-MiniLM-L6-v2 as a zero-shot
@@ -137,7 +138,7 @@ def _ranks(values: np.ndarray, present: np.ndarray, tiebreak: np.ndarray) -> np.
 def _normalised(
     values: np.ndarray, present: np.ndarray, normalization: Normalization
 ) -> np.ndarray:
-    """The present values z-scored or min-max scaled; the missing ones get the lowest result."""
+    """The present values z-scored (missing: the lowest z-score) or min-max scaled (missing: 0)."""
     normalised = np.zeros(len(values), dtype=np.float64)
     if not present.any():
         return normalised
@@ -145,10 +146,10 @@ def _normalised(
     if normalization == "zscore":
         spread = float(kept.std())
         normalised[present] = 0.0 if spread == 0.0 else (kept - kept.mean()) / spread
+        normalised[~present] = normalised[present].min()
     else:
         low, high = float(kept.min()), float(kept.max())
         normalised[present] = 1.0 if high == low else (kept - low) / (high - low)
-    normalised[~present] = normalised[present].min()
     return normalised
 
 

@@ -65,6 +65,9 @@ def test_linear_zscore_equals_hand_computation_and_equal_scores_give_zero() -> N
     assert fused.scores.tolist() == pytest.approx(expected.tolist(), abs=1e-12)
     flat = fuse([2.0, 2.0], [3.0, 1.0], "linear", alpha=0.5)
     assert flat.scores.tolist() == pytest.approx([0.5, -0.5])
+    # Min-max keeps its own rule: a lone BM25 nomination scales to 1, a missing score to 0.
+    lone = fuse([3.0, nan], [1.0, 2.0], "linear", alpha=0.25, normalization="minmax")
+    assert lone.scores.tolist() == pytest.approx([0.75, 0.25])
     with pytest.raises(ValueError, match="normalization must be one of"):
         fuse(bm25, colbert, "linear", normalization="softmax")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="normalization must be one of"):
