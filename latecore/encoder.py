@@ -52,8 +52,8 @@ logger = logging.getLogger(__name__)
 ZERO_SHOT_QUERY_LENGTH = 64
 """Query length of a zero-shot checkpoint (no expansion to train for): long questions are
 kept whole. On an external collection of 225 long questions (all-MiniLM-L6-v2 zero-shot)
-64 tokens raised MaxSim nDCG@10 from 0.375 to 0.381 against pylate's 32; the project's
-own sets: ``benchmarks/eval_hybrid.py``."""
+64 tokens raised MaxSim nDCG@10 from 0.375 to 0.381 against pylate's 32; the hybrid defaults
+on CACM 0.519 -> 0.535, 128 tokens 0.536 (``benchmarks/eval_hybrid.py --sweep``)."""
 
 CHARS_PER_TOKEN_BOUND = 100
 """Upper bound on the characters one token covers (used to cut huge texts early)."""
