@@ -34,7 +34,14 @@ from .documents import (
 from .encoder import Encoder
 from .errors import InputError, ModelLoadError, ZeroShotWarning
 from .explain import MIN_SHARE, Style, explain, highlight
-from .hybrid import AUTO_BOTH_LIMIT, CandidatesFrom, Fusion, HybridSearcher
+from .hybrid import (
+    AUTO_BOTH_LIMIT,
+    DEFAULT_CANDIDATES,
+    DEFAULT_FUSION,
+    CandidatesFrom,
+    Fusion,
+    HybridSearcher,
+)
 from .models import DEFAULT_MODEL, bundled_minilm_path, resolve_model
 from .validation import check_positive
 
@@ -213,14 +220,14 @@ def _common(parser: argparse.ArgumentParser, k: int) -> None:
     parser.add_argument(
         "--fusion",
         choices=get_args(Fusion),
-        default="rerank",
-        help="how BM25 and ColBERT rankings combine (default: rerank)",
+        default=DEFAULT_FUSION,
+        help=f"how BM25 and ColBERT rankings combine (default: {DEFAULT_FUSION})",
     )
     parser.add_argument(
         "--candidates",
         type=int,
-        default=100,
-        help="candidates each stage nominates per query (default 100)",
+        default=DEFAULT_CANDIDATES,
+        help=f"candidates each stage nominates per query (default {DEFAULT_CANDIDATES})",
     )
     parser.add_argument(
         "--candidates-from",

@@ -2,8 +2,12 @@
 
 :func:`evaluate` runs one system over a set of queries and scores its rankings
 against graded relevance judgements (*qrels*); :func:`compare` does it for
-several systems and returns a table; :func:`markdown_table` and
-:func:`plot_comparison` render that table as text and as a bar chart.
+several systems and returns a table; :func:`compare_hybrid` is that table for
+hybrid search over one index (BM25 alone, MaxSim alone, every fusion, the
+defaults); :func:`markdown_table` and :func:`plot_comparison` render a table as
+text and as a bar chart. Labelled queries to run them on: :func:`load_eval_set`
+(the two sets that ship with latecore) and :func:`load_smart_collection` (public
+test collections such as CACM), both from :mod:`latecore.labelled`.
 
 A *system* is anything that ranks documents for a query, recognised by duck
 typing (latecore never imports LangChain or LlamaIndex):
@@ -41,6 +45,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .fusion import FUSIONS
+from .hybrid import HybridSearcher
+from .labelled import EVAL_SETS, load_eval_set, load_smart_collection
 from .validation import check_positive
 
 if TYPE_CHECKING:
@@ -51,8 +58,10 @@ __all__ = [
     "EVAL_SETS",
     "Evaluation",
     "compare",
+    "compare_hybrid",
     "evaluate",
     "load_eval_set",
+    "load_smart_collection",
     "markdown_table",
     "plot_comparison",
 ]
@@ -320,6 +329,97 @@ def compare(
     return frame
 
 
+def compare_hybrid(
+    index: Any,
+    queries: Mapping[str, str],
+    qrels: Qrels,
+    *,
+    k: int = 100,
+    fusions: Sequence[str] = FUSIONS,
+    **settings: Any,
+) -> pd.DataFrame:
+    """Hybrid search over ``index`` against its two stages alone: one :func:`compare` table.
+
+    Rows, in this order: ``BM25 alone`` (BM25's own nominations in BM25
+    order), ``MaxSim alone`` (``index.search_batch``), ``fusion=<name>`` for each
+    of ``fusions`` and ``defaults (fusion=<name>)``: a
+    :class:`~latecore.hybrid.HybridSearcher` over the same index as a user gets
+    it (with ``settings``). Nothing is encoded again: every row searches the
+    vectors ``index`` already holds.
+
+    Parameters
+    ----------
+    index
+        A :class:`~latecore.index.LateIndex` holding the corpus the ``qrels`` judge.
+    queries, qrels, k
+        As for :func:`evaluate` (``k``: the Recall cutoff and search depth).
+    fusions
+        The fusions to list one by one (default: all of them).
+    **settings
+        :class:`~latecore.hybrid.HybridSearcher` settings applied to every
+        hybrid row (``candidates=200``, ``rrf_k=20``, ...); a ``fusion`` here
+        changes the defaults row only.
+
+    Returns
+    -------
+    pandas.DataFrame
+        As :func:`compare` returns it; :func:`markdown_table` prints it.
+
+    Examples
+    --------
+    >>> from latecore import LateIndex
+    >>> from latecore.testing import FakeEncoder
+    >>> index = LateIndex(FakeEncoder())
+    >>> _ = index.add(["bees make honey", "cats purr", "error E42: disk full"],
+    ...               ids=["bee", "cat", "err"])
+    >>> table = compare_hybrid(index, {"q": "what does E42 mean"}, {"q": {"err": 1}}, k=10)
+    >>> list(table.index)  # doctest: +NORMALIZE_WHITESPACE
+    ['BM25 alone', 'MaxSim alone', 'fusion=adaptive', 'fusion=rerank', 'fusion=rrf',
+     'fusion=linear', 'defaults (fusion=adaptive)']
+    >>> float(table.loc["BM25 alone", "MRR@10"])
+    1.0
+    """
+    hybrid_settings = {name: value for name, value in settings.items() if name != "fusion"}
+    depth = max(k, int(hybrid_settings.get("candidates", 0)))
+    bm25_only = HybridSearcher.from_index(
+        index,
+        **{
+            **hybrid_settings,
+            "candidates": depth,
+            "candidates_from": "bm25",
+            "fusion": "linear",
+            "alpha": 0.0,
+        },
+    )
+    rows: dict[str, Evaluation] = {
+        "BM25 alone": evaluate(bm25_only, queries, qrels, k=k, name="BM25 alone"),
+        "MaxSim alone": evaluate(index, queries, qrels, k=k, name="MaxSim alone"),
+    }
+    searcher = HybridSearcher.from_index(index, **hybrid_settings)
+    for fusion in fusions:
+        label = f"fusion={fusion}"
+        rows[label] = evaluate(_Fused(searcher, fusion), queries, qrels, k=k, name=label)
+    defaults = HybridSearcher.from_index(index, **settings)
+    label = f"defaults (fusion={defaults.fusion})"
+    same = f"fusion={defaults.fusion}"
+    rows[label] = (
+        _renamed(rows[same], label)
+        if same in rows
+        else evaluate(defaults, queries, qrels, k=k, name=label)
+    )
+    return compare(list(rows.values()))
+
+
+class _Fused:
+    """A hybrid searcher that searches with one fusion (batched, as :func:`evaluate` runs it)."""
+
+    def __init__(self, searcher: HybridSearcher, fusion: Any) -> None:
+        self.searcher, self.fusion = searcher, fusion
+
+    def search_batch(self, queries: Sequence[str], k: int) -> list[list[Any]]:
+        return list(self.searcher.search_batch(queries, k, fusion=self.fusion))
+
+
 def _renamed(evaluation: Evaluation, name: str) -> Evaluation:
     return Evaluation(
         name, evaluation.metrics, evaluation.per_query, evaluation.rankings, evaluation.seconds
@@ -400,57 +500,3 @@ def plot_comparison(
         axes.set_title(title)
     figure.tight_layout()
     return figure
-
-
-EVAL_SETS = {"general": "eval_set.json", "ops": "eval_set_ops.json"}
-"""Labelled sets that ship with latecore: name -> file in ``latecore/data``."""
-
-
-def load_eval_set(
-    name: str = "general",
-) -> tuple[dict[str, str], dict[str, str], dict[str, dict[str, int]]]:
-    """A labelled set that ships with latecore: ``(corpus, queries, qrels)``.
-
-    Both were written for this project, with graded judgements (2: answers the
-    query, 1: on topic):
-
-    ``"general"`` (default)
-        50 short general-knowledge passages and 20 queries mixing paraphrases
-        (few words shared with the answer) with exact terms (names, codes)
-        that only a lexical match finds reliably.
-    ``"ops"``
-        An IT operations knowledge base (servers, DNS, TLS, databases,
-        containers, ...): runbook-style passages and engineers' questions,
-        among them paraphrases with no content word in common with their
-        answer, error codes and long situational questions.
-
-    Returns
-    -------
-    tuple of dict
-        corpus (document id -> text), queries (query id -> text), qrels (query
-        id -> document id -> grade).
-
-    Raises
-    ------
-    ValueError
-        If ``name`` is not one of :data:`EVAL_SETS`.
-
-    Examples
-    --------
-    >>> corpus, queries, qrels = load_eval_set()
-    >>> len(corpus) >= 40 and len(queries) >= 15
-    True
-    >>> all(doc_id in corpus for grades in qrels.values() for doc_id in grades)
-    True
-    """
-    import json
-    from importlib.resources import files
-
-    if name not in EVAL_SETS:
-        raise ValueError(f"unknown labelled set {name!r}; choose one of {', '.join(EVAL_SETS)}")
-    text = files("latecore").joinpath(f"data/{EVAL_SETS[name]}").read_text("utf-8")
-    data = json.loads(text)
-    corpus = {d["id"]: d["text"] for d in data["corpus"]}
-    queries = {q["id"]: q["text"] for q in data["queries"]}
-    qrels = {qid: {d: int(g) for d, g in grades.items()} for qid, grades in data["qrels"].items()}
-    return corpus, queries, qrels

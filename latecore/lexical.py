@@ -8,6 +8,13 @@ override it separately (``None`` turns either off).
 bm25s has no incremental update: :meth:`LexicalStage.build` indexes a snapshot
 of the corpus, and a searcher rebuilds it after documents change.
 
+A snapshot also knows each term's document frequency, and so a query's *bound*
+(:meth:`LexicalSnapshot.bound`): the sum of its terms' IDF, which no document's
+BM25 score reaches (Lucene's BM25, which bm25s computes here, scores a term at
+most its IDF; a term no document holds counts with the IDF of a frequency of 0).
+The best score over the bound says how much of the query the best lexical match
+covers; the ``"adaptive"`` fusion (:mod:`latecore.fusion`) weighs BM25 by it.
+
 Examples
 --------
 >>> stage = LexicalStage()
@@ -17,12 +24,16 @@ Examples
 >>> positions, scores = snapshot.top(stage.tokenize(["running"])[0], 10)
 >>> [snapshot.ids[p] for p in positions], bool(scores[0] > 0)
 (['a'], True)
+>>> bool(scores[0] < snapshot.bound(stage.tokenize(["running"])[0]))
+True
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import warnings
+from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +44,7 @@ from .errors import LatecoreWarning
 if TYPE_CHECKING:
     import bm25s
 
-__all__ = ["AUTO", "LexicalSnapshot", "LexicalStage", "function_words"]
+__all__ = ["AUTO", "LexicalSnapshot", "LexicalStage", "function_words", "idf"]
 
 logger = logging.getLogger(__name__)
 
@@ -111,15 +122,41 @@ def _stemmer(language: str | None, *, explicit: bool) -> Any:
     return Stemmer.Stemmer(language)
 
 
-class LexicalSnapshot:
-    """A BM25 index over a snapshot of the corpus: its ids and a bm25s retriever (or none).
+def idf(document_frequency: int, n_documents: int) -> float:
+    """The IDF bm25s's Lucene BM25 gives a term held by ``document_frequency`` documents.
 
-    Document ``i`` of the retriever is ``ids[i]``.
+    Examples
+    --------
+    >>> round(idf(1, 3), 4), round(idf(0, 3), 4)  # a term no document holds weighs the most
+    (0.9808, 2.0794)
     """
+    return math.log(1.0 + (n_documents - document_frequency + 0.5) / (document_frequency + 0.5))
 
-    def __init__(self, ids: Sequence[str], retriever: bm25s.BM25 | None) -> None:
+
+class LexicalSnapshot:
+    """A BM25 index over a snapshot of the corpus: its ids, a bm25s retriever (or none) and the
+    document frequency of every term. Document ``i`` of the retriever is ``ids[i]``."""
+
+    def __init__(
+        self,
+        ids: Sequence[str],
+        retriever: bm25s.BM25 | None,
+        document_frequency: Counter[str] | None = None,
+    ) -> None:
         self.ids = ids
         self.retriever = retriever
+        self.document_frequency: Counter[str] = document_frequency or Counter()
+
+    def bound(self, query_tokens: list[str]) -> float:
+        """The sum of the IDF of the query's terms (repeats counted, as BM25 counts them).
+
+        No document's BM25 score for the query reaches it: a matched term adds at
+        most its IDF. A term no document holds adds the IDF of a frequency of 0,
+        so a query whose words are missing from the corpus has a large bound
+        that its best match covers little of.
+        """
+        n = len(self.ids)
+        return math.fsum(idf(self.document_frequency[t], n) for t in query_tokens)
 
     def covers(self, ids: Sequence[str]) -> bool:
         """Whether this snapshot is of exactly ``ids``, in that order (the same list object
@@ -205,7 +242,8 @@ class LexicalStage:
         if not any(tokens):
             # No document has a single term: nothing can match (and bm25s would divide by 0).
             return LexicalSnapshot(ids, None)
-        retriever = bm25s.BM25()
+        retriever = bm25s.BM25(method="lucene", idf_method="lucene")  # the scoring idf() follows
         retriever.index(tokens, show_progress=False)
+        frequency = Counter(term for document in tokens for term in set(document))
         logger.debug("built a BM25 index over %d documents", len(ids))
-        return LexicalSnapshot(ids, retriever)
+        return LexicalSnapshot(ids, retriever, frequency)

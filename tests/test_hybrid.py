@@ -34,7 +34,7 @@ def test_rrf_scores_equal_hand_computation() -> None:
 
 
 def test_linear_scores_equal_hand_computation() -> None:
-    fused = fuse(BM25, COLBERT, "linear", alpha=0.25)
+    fused = fuse(BM25, COLBERT, "linear", alpha=0.25, normalization="minmax")
     # min-max: bm25 -> 1, 2/3, 1/3, 0; colbert -> 0, 1, 2/3, 1/3.
     expected = [
         0.25 * 0 + 0.75 * 1,
@@ -57,7 +57,7 @@ def test_rerank_is_maxsim_order_with_ties_broken_by_bm25_rank() -> None:
 
 
 def test_linear_with_constant_stage_normalises_to_one() -> None:
-    fused = fuse([2.0, 2.0], [3.0, 1.0], "linear", alpha=0.5)
+    fused = fuse([2.0, 2.0], [3.0, 1.0], "linear", alpha=0.5, normalization="minmax")
     assert fused.scores.tolist() == pytest.approx([0.5 * 1 + 0.5 * 1, 0.5 * 0 + 0.5 * 1])
 
 
@@ -130,6 +130,7 @@ def test_hits_carry_honest_stage_scores(searcher: HybridSearcher) -> None:
 
 def test_linear_hits_follow_min_max_formula(searcher: HybridSearcher) -> None:
     searcher.alpha = 0.3
+    searcher.normalization = "minmax"
     hits = searcher.search("capital city of france", k=100, fusion="linear")
     assert len(hits) >= 3
     bm25 = np.array([h.bm25_score for h in hits])

@@ -74,12 +74,12 @@ def test_rrf_with_missing_stages_by_hand() -> None:
 
 def test_linear_with_a_missing_bm25_score_counts_it_as_the_minimum() -> None:
     nan = float("nan")
-    fused = fuse([4.0, 2.0, nan], [1.0, 3.0, 5.0], "linear", alpha=0.5)
+    fused = fuse([4.0, 2.0, nan], [1.0, 3.0, 5.0], "linear", alpha=0.5, normalization="minmax")
     # bm25 present: 4 -> 1, 2 -> 0; missing -> 0. colbert: 1 -> 0, 3 -> 0.5, 5 -> 1.
     assert fused.scores.tolist() == pytest.approx([0.5, 0.25, 0.5])
     # 0 and 2 tie at 0.5: the BM25-ranked candidate comes first, the unranked one last.
     assert fused.order.tolist() == [0, 2, 1]
-    only_maxsim = fuse([nan, nan], [1.0, 2.0], "linear", alpha=0.5)
+    only_maxsim = fuse([nan, nan], [1.0, 2.0], "linear", alpha=0.5, normalization="minmax")
     assert only_maxsim.scores.tolist() == pytest.approx([0.0, 0.5])
 
 

@@ -360,8 +360,9 @@ class LateInteractionHybridRetriever(LateSearchRetriever):
     lexical matches and, with ``candidates_from="both"``, the index its own best
     ``candidates`` by MaxSim; every candidate's stored multivectors are scored
     by exact MaxSim (nothing is re-encoded at query time) and the rankings are
-    fused: ``"rerank"`` (MaxSim order), ``"rrf"`` (reciprocal rank fusion) or
-    ``"linear"`` (weighted min-max normalised scores). See
+    fused: ``"adaptive"`` (default: z-scores, BM25 weighted per query by how much
+    of the query its best match covers), ``"rerank"`` (MaxSim order), ``"rrf"``
+    (reciprocal rank fusion) or ``"linear"`` (fixed weights). See
     ``latecore.HybridSearcher`` for the defaults (``candidates_from="auto"``).
     BM25 is rebuilt over the whole corpus on the first query after an update, so
     add in batches.
@@ -383,7 +384,7 @@ class LateInteractionHybridRetriever(LateSearchRetriever):
             `from_documents` or `from_index`).
         k: int
             Number of documents to return (default 4).
-        fusion: "rerank" | "rrf" | "linear" | None
+        fusion: "adaptive" | "rerank" | "rrf" | "linear" | None
             How the two rankings are combined (default `None`: the searcher's).
         candidates: int | None
             Candidates each stage nominates per query, at least 1 (default
@@ -450,7 +451,8 @@ class LateInteractionHybridRetriever(LateSearchRetriever):
     searcher: HybridSearcher = Field(description="The latecore BM25 -> MaxSim searcher.")
     fusion: Fusion | None = Field(
         default=None,
-        description="Fusion of the BM25 and MaxSim rankings: 'rerank', 'rrf' or 'linear'. "
+        description="Fusion of the BM25 and MaxSim rankings: 'adaptive', 'rerank', 'rrf' or "
+        "'linear'. "
         "None (default): the searcher's, read on every call.",
     )
     candidates: int | None = Field(

@@ -53,8 +53,9 @@ class LateInteractionHybridRetriever(LateSearchRetriever[HybridSearcher]):
     **searcher_kwargs
         :class:`latecore.HybridSearcher` settings: ``candidates`` (nominated
         by each stage, default 100), ``candidates_from`` (``"auto"``,
-        ``"both"`` or ``"bm25"``), ``fusion`` (``"rerank"``, ``"rrf"`` or
-        ``"linear"``), ``rrf_k``, ``alpha``, ``language`` (``"english"``: its
+        ``"both"`` or ``"bm25"``), ``fusion`` (``"adaptive"``, the default,
+        ``"rerank"``, ``"rrf"`` or ``"linear"``), ``rrf_k``, ``alpha``,
+        ``normalization``, ``language`` (``"english"``: its
         stopwords and stemmer), ``stopwords``, ``stemmer``.
 
     Examples
