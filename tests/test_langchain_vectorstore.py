@@ -20,7 +20,7 @@ from langchain_latecore import LateInteractionRetriever, LateInteractionVectorSt
 from langchain_latecore import vectorstores as vectorstores_module
 from langchain_tests.integration_tests import VectorStoreIntegrationTests
 
-from latecore import HybridSearcher, InputError, LateIndex
+from latecore import HybridSearcher, InputError, LateIndex, ZeroShotWarning
 from latecore.testing import FakeEncoder
 
 KINDS = ["exact", "hybrid", "qdrant", "lancedb"]
@@ -213,6 +213,10 @@ def test_ids_replace_and_delete() -> None:
         store.delete(["x"], cascade=True)
     with pytest.raises(TypeError, match="single"):
         store.add_texts("one text")
+    with pytest.raises(TypeError, match="wrap a single id in a list"):
+        store.get_by_ids("x")
+    with pytest.raises(TypeError, match="wrap a single id in a list"):
+        store.delete("x")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="2 ids for 1 texts"):
         store.add_texts(["one"], ids=["a", "b"])
 
@@ -262,13 +266,14 @@ def test_from_texts_and_from_documents(tmp_path: Path) -> None:
 
 
 def test_from_texts_loads_a_model_by_name(tmp_path: Path, minilm_path: Path) -> None:
-    store = LateInteractionVectorStore.from_texts(
-        ["Bees make honey from nectar.", "The printing press changed Europe."],
-        model=str(minilm_path),
-        device="cpu",
-        cache_dir=tmp_path / "cache",
-        ids=["bees", "press"],
-    )
+    with pytest.warns(ZeroShotWarning):  # MiniLM has no ColBERT head
+        store = LateInteractionVectorStore.from_texts(
+            ["Bees make honey from nectar.", "The printing press changed Europe."],
+            model=str(minilm_path),
+            device="cpu",
+            cache_dir=tmp_path / "cache",
+            ids=["bees", "press"],
+        )
     assert store.encoder.cache is not None
     assert store.similarity_search("how is honey made", k=1)[0].id == "bees"
 

@@ -24,7 +24,7 @@ from latecore import BaseEncoder, HybridHit, HybridSearcher, LateIndex, SearchHi
 
 from ._convert import documents_to_columns, filled_ids, stored_document
 
-__all__ = ["LateInteractionVectorStore"]
+__all__ = ["LateInteractionVectorStore", "relevance"]
 
 Searchers = LateIndex | HybridSearcher
 
@@ -216,7 +216,7 @@ class LateInteractionVectorStore(VectorStore):
 
     def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:
         """The stored documents with these ids, in the order given; unknown ids are skipped."""
-        return [stored_document(hit) for hit in self._searcher.get(list(ids))]
+        return [stored_document(hit) for hit in self._searcher.get(ids)]
 
     # Searching
 
