@@ -199,6 +199,9 @@ def test_ids_replace_and_delete() -> None:
     assert ids[0] == "a" and ids[2] == "c" and len(ids[1]) == 32
     assert store.add_documents([Document("delta", id="a")], ids=["x"]) == ["x"]  # ids= wins
     assert store.add_texts(["alpha two"], ids=["a"]) == ["a"]
+    assert asyncio.run(store.aadd_texts(["epsilon"], [{"n": 5}], ids=["e"])) == ["e"]
+    assert store.similarity_search("epsilon", k=1, filter={"n": 5})[0].id == "e"
+    assert store.delete(["e"]) is True
     assert [d.page_content for d in store.get_by_ids(["c", "nope", "a"])] == ["gamma", "alpha two"]
     assert len(store) == 4
     assert store.delete(["a", "missing"]) is True
