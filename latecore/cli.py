@@ -2,9 +2,12 @@
 
 ``latecore search PATH... --query "..."`` indexes ``.txt``, ``.md`` and ``.jsonl``
 files (paragraph chunks, capped in size), searches them and prints the ranked
-results with every stage's score and the matched words highlighted.
+results with every stage's score and the matched words highlighted;
+``--filter '{"source": "notes.md"}'`` (JSON, the operators of
+:mod:`latecore.filters`) searches only the chunks whose metadata it holds for.
 ``latecore demo`` does the same over a sample corpus that ships with latecore,
-offline, with the all-MiniLM-L6-v2 weights of the ``demo`` extra.
+offline, with the all-MiniLM-L6-v2 weights of the ``demo`` extra, and shows one
+filtered query.
 
 Document vectors go through a :class:`~latecore.cache.MultivectorCache`, so a
 second run over the same files encodes nothing. Exit status: 0 on success, 2
@@ -14,12 +17,13 @@ when the model cannot be loaded or the input cannot be read.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO, get_args
+from typing import Any, TextIO, get_args
 
 from .base_encoder import progress_enabled
 from .cache import MultivectorCache, default_cache_dir
@@ -34,6 +38,7 @@ from .documents import (
 from .encoder import Encoder
 from .errors import InputError, ModelLoadError, ZeroShotWarning
 from .explain import MIN_SHARE, Style, explain, highlight
+from .filters import compile_filter
 from .hybrid import (
     AUTO_BOTH_LIMIT,
     DEFAULT_CANDIDATES,
@@ -48,6 +53,12 @@ from .validation import check_positive
 __all__ = ["build_parser", "main"]
 
 _INDEX_BATCH = 64
+
+Search = tuple[str, dict[str, Any] | None]
+"""One query and its metadata filter (``None``: none)."""
+
+DEMO_FILTERED: Search = ("how do bees make honey", {"topic": "plants"})
+"""The query the demo also runs with a filter: only the paragraphs about plants."""
 
 
 def _load_encoder(model: str | Path, cache: MultivectorCache, err: TextIO) -> Encoder:
@@ -120,12 +131,19 @@ def _style(choice: str, out: TextIO) -> Style:
 
 
 def _print_results(
-    searcher: HybridSearcher, queries: Sequence[str], args: argparse.Namespace, out: TextIO
+    searcher: HybridSearcher, searches: Sequence[Search], args: argparse.Namespace, out: TextIO
 ) -> None:
     style = _style(args.color, out)
-    for query in queries:
-        hits = searcher.search(query, k=args.k)
+    for query, filter_ in searches:
+        hits = searcher.search(query, k=args.k, filter=filter_)
         print(f"\nQuery: {query}", file=out)
+        if filter_ is not None:
+            matching = searcher.index.count(filter_)
+            print(
+                f"Filter: {json.dumps(filter_, ensure_ascii=False)} "
+                f"({matching} of {len(searcher)} chunks match)",
+                file=out,
+            )
         if not hits:
             print("  no results", file=out)
             continue
@@ -168,7 +186,7 @@ def _open_cache(args: argparse.Namespace) -> MultivectorCache:
 
 def _run(
     chunks: Sequence[Chunk],
-    queries: Sequence[str],
+    searches: Sequence[Search],
     model: str | Path,
     args: argparse.Namespace,
     out: TextIO,
@@ -177,7 +195,7 @@ def _run(
     with _open_cache(args) as cache:
         encoder = _load_encoder(model, cache, err)
         searcher = _build(chunks, encoder, cache, args, err)
-        _print_results(searcher, queries, args, out)
+        _print_results(searcher, searches, args, out)
     return 0
 
 
@@ -189,7 +207,7 @@ def _search(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             f"{', '.join(SUFFIXES)} files)"
         )
     model = os.fspath(resolve_model(args.model))
-    return _run(chunks, [args.query], model, args, out, err)
+    return _run(chunks, [(args.query, args.filter)], model, args, out, err)
 
 
 def _demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -206,8 +224,50 @@ def _demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         print("Demo model: all-MiniLM-L6-v2, bundled with the 'demo' extra (offline).", file=err)
     chunks = load_documents([sample_corpus_path()], args.max_chars)
     print(f"Sample corpus: {len(chunks)} short paragraphs shipped with latecore.", file=err)
-    queries = [args.query] if args.query else demo_queries()
-    return _run(chunks, queries, model, args, out, err)
+    searches: list[Search]
+    if args.query or args.filter is not None:  # the user's query or filter, as given
+        queries = [args.query] if args.query else demo_queries()
+        searches = [(q, args.filter) for q in queries]
+    else:  # the sample queries, then one of them again with a filter
+        searches = [*((q, None) for q in demo_queries()), DEMO_FILTERED]
+    return _run(chunks, searches, model, args, out, err)
+
+
+def _parse_filter(text: str | None) -> dict[str, Any] | None:
+    """The ``--filter`` option: a JSON object in :mod:`latecore.filters`' language.
+
+    Raises
+    ------
+    InputError
+        If ``text`` is not JSON or not a valid filter (the message says which).
+
+    Examples
+    --------
+    >>> _parse_filter('{"source": "notes.md"}')
+    {'source': 'notes.md'}
+    >>> _parse_filter('{"year": 2020')
+    Traceback (most recent call last):
+    ...
+    latecore.errors.InputError: --filter is not valid JSON (Expecting ',' delimiter: line 1 column 14 (char 13)); for example --filter '{"source": "notes.md"}'
+    >>> _parse_filter('{"year": {"$since": 2020}}')
+    Traceback (most recent call last):
+    ...
+    latecore.errors.InputError: --filter: unknown filter operator '$since' for field 'year'; use one of $eq, $exists, $gt, $gte, $in, $lt, $lte, $ne, $nin
+    """  # noqa: E501
+    if text is None:
+        return None
+    try:
+        spec = json.loads(text)
+    except ValueError as error:
+        raise InputError(
+            f"--filter is not valid JSON ({error}); for example --filter "
+            """'{"source": "notes.md"}'"""
+        ) from error
+    try:
+        compile_filter(spec)
+    except InputError as error:
+        raise InputError(f"--filter: {error}") from error
+    return spec
 
 
 def _common(parser: argparse.ArgumentParser, k: int) -> None:
@@ -258,6 +318,15 @@ def _common(parser: argparse.ArgumentParser, k: int) -> None:
     parser.add_argument(
         "--cache-dir",
         help="multivector cache directory (default: $LATECORE_CACHE_DIR, else the user cache)",
+    )
+    parser.add_argument(
+        "--filter",
+        metavar="JSON",
+        help="search only chunks whose metadata this filter holds for, as JSON: "
+        """'{"source": "docs/notes.md"}' (a file's path as found), '{"topic": {"$in": """
+        """["a", "b"]}}'; operators $eq $ne $gt $gte $lt $lte $in $nin $exists $and $or """
+        "$not. Chunks of .txt/.md files have source and chunk; .jsonl records their own "
+        "keys plus source, line and part",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument(
@@ -310,6 +379,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_positive(args.k, "-k")
         check_positive(args.candidates, "--candidates")
         check_positive(args.max_chars, "--max-chars")
+        args.filter = _parse_filter(args.filter)  # before any model is loaded
     except ValueError as error:
         print(f"latecore: error: {error}", file=sys.stderr)
         return 2

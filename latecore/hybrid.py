@@ -27,6 +27,7 @@ sets that ship with latecore; ``benchmarks/eval_hybrid.py`` prints the table and
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 from collections.abc import Mapping, Sequence
@@ -417,7 +418,7 @@ class HybridSearcher(Searcher[HybridHit]):
                 id=doc.id,
                 score=float(fused.scores[i]),
                 text=doc.text,
-                metadata=dict(doc.metadata),
+                metadata=copy.deepcopy(dict(doc.metadata)),
                 bm25_score=None if np.isnan(bm25_scores[i]) else float(bm25_scores[i]),
                 bm25_rank=int(fused.bm25_ranks[i]) or None,
                 colbert_score=float(colbert_scores[i]),

@@ -30,6 +30,7 @@ Examples
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import numpy as np
@@ -125,8 +126,9 @@ class IndexView:
     def hits(
         self, positions: Sequence[int] | np.ndarray, scores: Sequence[float]
     ) -> list[SearchHit]:
-        """Stored documents at ``positions`` as hits with ``scores`` (metadata copied)."""
+        """Stored documents at ``positions`` as hits with ``scores`` (metadata deep-copied:
+        changing a hit's nested metadata never changes what is stored)."""
         return [
-            SearchHit(doc.id, float(score), doc.text, dict(doc.metadata))
+            SearchHit(doc.id, float(score), doc.text, copy.deepcopy(dict(doc.metadata)))
             for doc, score in zip(self.store.documents(positions), scores, strict=True)
         ]

@@ -7,6 +7,7 @@ document's token count (``lengths.npy``), checked against each other.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -91,7 +92,7 @@ class DocumentRecords:
         first = len(self.ids)
         self.ids = [*self.ids, *(str(i) for i in ids)]
         self.texts = [*self.texts, *texts]
-        self.metadatas = [*self.metadatas, *(dict(m) for m in metadatas)]
+        self.metadatas = [*self.metadatas, *(copy.deepcopy(dict(m)) for m in metadatas)]
         positions = dict(self._positions)
         positions.update((doc_id, first + n) for n, doc_id in enumerate(ids))
         self._positions = positions

@@ -156,3 +156,69 @@ def test_demo_and_search_run_offline_and_reuse_the_cache(tmp_path: Path, minilm_
     assert len(results) == 10
     assert f"{folder / 'guide.md'}#1 " in results[0]
     assert "bm25" in results[0] and "colbert" in results[0]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ('{"source": "notes.md"', "--filter is not valid JSON"),
+        ('{"year": {"$between": [1, 2]}}', "--filter: unknown filter operator '$between'"),
+        ('["source", "notes.md"]', "--filter: a filter must be a mapping, got list"),
+        ('{"$or": []}', "--filter: $or takes a non-empty list"),
+    ],
+)
+def test_a_bad_filter_exits_2_with_the_message_and_no_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], value: str, message: str
+) -> None:
+    (tmp_path / "notes.md").write_text("Some text.", encoding="utf-8")
+    for command in (["search", str(tmp_path), "-q", "text"], ["demo"]):
+        assert main([*command, "--filter", value, "--model", "no-such-org/model"]) == 2
+        err = capsys.readouterr().err
+        assert f"latecore: error: {message}" in err
+        assert "Traceback" not in err and "could not fetch model" not in err  # refused first
+
+
+def _result_ids(stdout: str) -> list[str]:
+    return [m.group(1) for m in re.finditer(r"^\s+\d+\. (\S+)  score", stdout, re.MULTILINE)]
+
+
+def test_search_and_demo_with_a_filter(
+    tmp_path: Path, minilm_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "notes.md").write_text(
+        "Bees make honey from nectar.\n\nHoney keeps for years.", encoding="utf-8"
+    )
+    (folder / "other.txt").write_text(
+        "Honeybees make honey in the hive.\n\nWasps make no honey.\n\nBears love honey.",
+        encoding="utf-8",
+    )
+    common = ["--model", str(minilm_path), "--cache-dir", str(tmp_path / "cache"), "--no-progress"]
+    source = str(folder / "notes.md")
+    query = ["search", str(folder), "-q", "how do bees make honey", *common]
+    assert main(query) == 0
+    assert {i.split("#")[0] for i in _result_ids(capsys.readouterr().out)} == {
+        source,
+        str(folder / "other.txt"),
+    }
+    assert main([*query, "--filter", json.dumps({"source": source})]) == 0
+    out = capsys.readouterr().out
+    assert f'Filter: {{"source": "{source}"}} (2 of 5 chunks match)' in out
+    assert _result_ids(out) == [f"{source}#1", f"{source}#2"]
+    assert main([*query, "--filter", '{"chunk": {"$gt": 2}}']) == 0
+    assert _result_ids(capsys.readouterr().out) == [f"{folder / 'other.txt'}#3"]
+    assert main([*query, "--filter", '{"source": "nowhere.md"}']) == 0
+    assert "(0 of 5 chunks match)\n  no results" in capsys.readouterr().out
+
+    assert main(["demo", *common, "-k", "3"]) == 0
+    out = capsys.readouterr().out
+    unfiltered, filtered = out.split('Filter: {"topic": "plants"}')
+    assert len(_result_ids(unfiltered)) == 3 * len(demo_queries())  # the samples, unfiltered
+    assert any(not i.startswith("plants-") for i in _result_ids(unfiltered))
+    assert unfiltered.rstrip().endswith("Query: how do bees make honey")
+    corpus = load_documents([corpus_path()])
+    plants = sum(c.metadata["topic"] == "plants" for c in corpus)
+    assert filtered.startswith(f" ({plants} of {len(corpus)} chunks match)")
+    assert len(_result_ids(filtered)) == 3
+    assert all(i.startswith("plants-") for i in _result_ids(filtered))

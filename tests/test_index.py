@@ -110,3 +110,18 @@ def test_200_searches_with_over_long_queries_warn_once(tiny_checkpoint: Path) ->
             assert len(index.search(f"{i} " + "where is paris " * (20 + i % 30), k=1)) == 1
     truncations = [w for w in caught if issubclass(w.category, LatecoreWarning)]
     assert len(truncations) == 1 and "truncated" in str(truncations[0].message)
+
+
+def test_stored_metadata_is_never_shared_with_the_caller() -> None:
+    """Nested metadata is copied in and out: a caller changing either never changes what is
+    stored (nor what a filter sees)."""
+    index = LateIndex(FakeEncoder())
+    metadata = {"author": {"name": "ann"}, "tags": ["a"]}
+    index.add(["some text"], ids=["d"], metadatas=[metadata])
+    metadata["author"]["name"] = "bob"
+    metadata["tags"].append("b")
+    hit = index.search("some text", k=1)[0]
+    assert hit.metadata == {"author": {"name": "ann"}, "tags": ["a"]}
+    hit.metadata["author"]["name"] = "cy"
+    assert index.get(["d"])[0].metadata["author"]["name"] == "ann"
+    assert index.count({"author.name": "ann"}) == 1 and index.count({"author.name": "bob"}) == 0

@@ -230,7 +230,7 @@ def _scores(results: list[Any]) -> list[tuple[str | None, float]]:
 
 
 def test_hybrid_follows_later_changes_to_the_searcher(fake_index: LateIndex) -> None:
-    searcher = HybridSearcher.from_index(fake_index)
+    searcher = HybridSearcher.from_index(fake_index, fusion="rerank")
     retriever = LateInteractionHybridRetriever(searcher=searcher, k=10)
     rerank = _scores(retriever.invoke(QUERY))
     assert rerank == _scores(searcher.search(QUERY, k=10, fusion="rerank"))

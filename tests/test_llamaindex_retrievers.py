@@ -190,6 +190,7 @@ def test_hybrid_follows_later_changes_to_the_searcher() -> None:
         corpus_nodes(), encoder=FakeEncoder(), similarity_top_k=4
     )
     searcher, query = retriever.searcher, "capital city of france"
+    searcher.fusion = "rerank"
 
     def scored() -> list[tuple[str, float | None]]:
         return [(n.node.node_id, n.score) for n in retriever.retrieve(query)]

@@ -4,6 +4,8 @@
 - :class:`LateInteractionHybridRetriever`: BM25 candidates reranked by MaxSim, then fused.
 - :class:`LateInteractionReranker`: a document compressor for
   ``ContextualCompressionRetriever`` whose document multivectors are cached.
+- :class:`LateInteractionVectorStore`: a ``VectorStore`` over a ``LateIndex`` or a
+  ``HybridSearcher`` (metadata filters, ids, LangChain's indexing API).
 
 Both retrievers are :class:`LateSearchRetriever` subclasses: one implementation
 over latecore's searcher protocol, documented there once.
@@ -17,6 +19,7 @@ from .retrievers import (
     LateInteractionRetriever,
     LateSearchRetriever,
 )
+from .vectorstores import LateInteractionVectorStore
 
 __version__ = "0.1.0"
 
@@ -24,6 +27,7 @@ __all__ = [
     "LateInteractionHybridRetriever",
     "LateInteractionReranker",
     "LateInteractionRetriever",
+    "LateInteractionVectorStore",
     "LateSearchRetriever",
     "__version__",
 ]

@@ -23,6 +23,7 @@ from typing_extensions import Self
 
 from latecore import HybridSearcher, LateIndex, load_encoder
 from latecore.base_encoder import BaseEncoder
+from latecore.filters import compile_filter
 from latecore.hybrid import CandidatesFrom, Fusion
 from latecore.searcher import Searcher
 from latecore.validation import check_count, check_positive
@@ -44,7 +45,12 @@ class LateSearchRetriever(BaseRetriever):
     score the results are sorted by, plus the searcher's per-stage scores, if any.
     ``invoke(query, k=...)`` overrides ``k`` for one call; other keywords of
     ``invoke`` are search options of the searcher (for example ``fusion=``), and
-    an option the searcher does not know raises ``TypeError``. Counts follow
+    an option the searcher does not know raises ``TypeError``. ``filter`` (a
+    field, and per call: ``invoke(query, filter={"source": "notes.md"})``, the
+    call's replacing the field's; ``filter={}`` searches without one) restricts
+    the search to documents whose metadata it holds for, inside the searcher (the
+    operators of ``latecore.filters``: LangChain's ``$eq``, ``$in``, ``$and`` ...).
+    Counts follow
     latecore's rule: ``k`` is a non-negative ``int`` (``0`` returns ``[]``);
     ``True``, ``1.5`` or ``"3"`` raise ``ValueError``. ``ainvoke`` searches in a
     worker thread, so the event loop is never blocked.
@@ -61,6 +67,9 @@ class LateSearchRetriever(BaseRetriever):
         k: int
             Number of documents to return (default 4); `invoke(query, k=...)`
             overrides it per call.
+        filter: dict | None
+            Metadata filter of every search (default none); `invoke(query,
+            filter=...)` replaces it per call.
 
     Instantiate:
         `from_texts` and `from_documents` encode documents into a new searcher
@@ -105,6 +114,11 @@ class LateSearchRetriever(BaseRetriever):
     """
 
     k: int = Field(default=4, description="Number of documents to return.")
+    filter: dict[str, Any] | None = Field(
+        default=None,
+        description="Metadata filter (latecore.filters: LangChain's operators) of every "
+        "search; invoke(query, filter=...) replaces it for one call.",
+    )
 
     _searcher_field: ClassVar[str]
     """Name of the field holding the latecore searcher."""
@@ -117,6 +131,12 @@ class LateSearchRetriever(BaseRetriever):
     @classmethod
     def _check_k(cls, value: object) -> int:
         return check_count(value, "k")
+
+    @field_validator("filter", mode="before")
+    @classmethod
+    def _check_filter(cls, value: Any) -> Any:
+        compile_filter(value)  # a bad filter is refused now, not at the first search
+        return value
 
     @classmethod
     def from_texts(
@@ -250,6 +270,8 @@ class LateSearchRetriever(BaseRetriever):
         for name in self._search_options:
             if options.get(name) is None:
                 options[name] = getattr(self, name)
+        if options.get("filter") is None and self.filter is not None:
+            options["filter"] = self.filter
         return (self.k if k is None else k), options
 
     def _get_relevant_documents(

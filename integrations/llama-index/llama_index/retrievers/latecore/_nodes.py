@@ -26,6 +26,7 @@ from llama_index.core.schema import (
     TransformComponent,
 )
 from llama_index.core.settings import Settings
+from llama_index.core.vector_stores.types import MetadataFilters
 from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
 from llama_index.postprocessor.latecore import with_hidden_metadata
 from typing_extensions import Self
@@ -33,6 +34,8 @@ from typing_extensions import Self
 from latecore import SearchHit
 from latecore.searcher import Searcher
 from latecore.validation import check_positive
+
+from .filters import latecore_filter
 
 __all__ = ["LateSearchRetriever", "node_from_record", "node_with_score"]
 
@@ -85,6 +88,11 @@ class LateSearchRetriever(BaseRetriever, Generic[SearcherT]):
         Number of nodes returned per query: a positive ``int`` (LlamaIndex's
         convention: ``0``, ``True``, ``1.5`` and ``"3"`` raise ``ValueError``).
         Can be changed later by assigning to it.
+    filters
+        LlamaIndex ``MetadataFilters`` every retrieval is restricted to, inside the
+        searcher (see :mod:`llama_index.retrievers.latecore.filters` for how each
+        operator maps; one without a latecore equivalent raises ``ValueError``
+        here). Can be changed later by assigning to :attr:`filters`.
     callback_manager, objects, object_map, verbose
         As for any LlamaIndex :class:`BaseRetriever`.
     """
@@ -95,12 +103,14 @@ class LateSearchRetriever(BaseRetriever, Generic[SearcherT]):
         *,
         searcher: SearcherT,
         similarity_top_k: int = DEFAULT_SIMILARITY_TOP_K,
+        filters: MetadataFilters | None = None,
         callback_manager: CallbackManager | None = None,
         objects: list[IndexNode] | None = None,
         object_map: dict[str, Any] | None = None,
         verbose: bool = False,
     ) -> None:
         self.similarity_top_k = similarity_top_k
+        self.filters = filters
         self._searcher = searcher
         super().__init__(
             callback_manager=callback_manager,
@@ -119,6 +129,16 @@ class LateSearchRetriever(BaseRetriever, Generic[SearcherT]):
     @similarity_top_k.setter
     def similarity_top_k(self, value: int) -> None:
         self._similarity_top_k = check_positive(value, "similarity_top_k")
+
+    @property
+    def filters(self) -> MetadataFilters | None:
+        """The metadata filters of every retrieval (``None``: none)."""
+        return self._filters
+
+    @filters.setter
+    def filters(self, value: MetadataFilters | None) -> None:
+        self._latecore_filter = latecore_filter(value)  # refused now if latecore cannot express it
+        self._filters = value
 
     @property
     def searcher(self) -> SearcherT:
@@ -202,9 +222,16 @@ class LateSearchRetriever(BaseRetriever, Generic[SearcherT]):
         return [node_from_record(h.id, h.text, h.metadata) for h in self._searcher.get(node_ids)]
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        hits = self._searcher.search(query_bundle.query_str, self.similarity_top_k)
+        hits = self._searcher.search(query_bundle.query_str, self.similarity_top_k, **self._where)
         return [node_with_score(hit) for hit in hits]
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        hits = await self._searcher.asearch(query_bundle.query_str, self.similarity_top_k)
+        hits = await self._searcher.asearch(
+            query_bundle.query_str, self.similarity_top_k, **self._where
+        )
         return [node_with_score(hit) for hit in hits]
+
+    @property
+    def _where(self) -> dict[str, Any]:
+        """The search keywords of :attr:`filters`: none without filters."""
+        return {} if self._latecore_filter is None else {"filter": self._latecore_filter}

@@ -9,6 +9,7 @@ from typing import Any
 from llama_index.core.callbacks import CallbackManager
 from llama_index.core.constants import DEFAULT_SIMILARITY_TOP_K
 from llama_index.core.schema import BaseNode, IndexNode
+from llama_index.core.vector_stores.types import MetadataFilters
 
 from latecore import LateIndex, load_encoder
 from latecore.base_encoder import BaseEncoder
@@ -43,8 +44,9 @@ class LateInteractionRetriever(LateSearchRetriever[LateIndex]):
         Torch device for the model; ``None`` picks CUDA when available.
     cache_dir
         Multivector cache directory; ``None`` uses latecore's default.
-    similarity_top_k, callback_manager, objects, object_map, verbose
-        As for :class:`LateSearchRetriever` (``similarity_top_k`` is at least 1).
+    similarity_top_k, filters, callback_manager, objects, object_map, verbose
+        As for :class:`LateSearchRetriever` (``similarity_top_k`` is at least 1;
+        ``filters`` are LlamaIndex ``MetadataFilters``, applied inside the search).
 
     Examples
     --------
@@ -73,6 +75,7 @@ class LateInteractionRetriever(LateSearchRetriever[LateIndex]):
         device: str | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         similarity_top_k: int = DEFAULT_SIMILARITY_TOP_K,
+        filters: MetadataFilters | None = None,
         callback_manager: CallbackManager | None = None,
         objects: list[IndexNode] | None = None,
         object_map: dict[str, Any] | None = None,
@@ -89,6 +92,7 @@ class LateInteractionRetriever(LateSearchRetriever[LateIndex]):
             nodes,
             searcher=index,
             similarity_top_k=similarity_top_k,
+            filters=filters,
             callback_manager=callback_manager,
             objects=objects,
             object_map=object_map,
