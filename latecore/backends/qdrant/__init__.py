@@ -61,8 +61,10 @@ qdrant-edge's own format (JSON, memory-mapped arrays, its write-ahead log).
 The package: :mod:`~latecore.backends.qdrant.backend` (the backend, a
 :class:`~latecore.backends.mirror.MirrorBackend`), :mod:`~latecore.backends.qdrant.schema`
 (the collection schema both engines create, point ids, digests),
+:mod:`~latecore.backends.qdrant.table` (what both engines offer),
 :mod:`~latecore.backends.qdrant.edge` and :mod:`~latecore.backends.qdrant.server`
-(the calls to each engine) and :mod:`~latecore.backends.qdrant.legacy` (indexes
+(the calls to each engine), :mod:`~latecore.backends.qdrant.filtering` (filters
+translated into Qdrant's) and :mod:`~latecore.backends.qdrant.legacy` (indexes
 saved before qdrant-edge).
 """
 

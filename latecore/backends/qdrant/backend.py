@@ -19,6 +19,7 @@ from .filtering import PayloadType, indexed_fields, translate
 from .legacy import is_local_mode_storage, migration_error, upgrade_options
 from .schema import Points, Schema, digest, payload, point_id
 from .server import ServerTable, check_caller_url, check_key_transport, import_client
+from .table import QdrantTable
 
 __all__ = ["QdrantBackend"]
 
@@ -295,7 +296,7 @@ class QdrantBackend(MirrorBackend):
 
     def _ensure(self, dim: int) -> None:
         table = self._engine
-        assert isinstance(table, EdgeTable | ServerTable)
+        assert isinstance(table, QdrantTable)
         table.ensure(self._schema(dim))
         self._restore_indexes()
 
@@ -308,7 +309,7 @@ class QdrantBackend(MirrorBackend):
         if self._indexes_restored or not self._engine.exists():
             return
         table = self._engine
-        assert isinstance(table, EdgeTable | ServerTable)
+        assert isinstance(table, QdrantTable)
         if self._settings["payload_indexes"]:
             table.create_indexes(dict(self._settings["payload_indexes"]))
         self._indexes_restored = True
@@ -325,7 +326,7 @@ class QdrantBackend(MirrorBackend):
         digests: Sequence[str],
     ) -> None:
         table = self._engine
-        assert isinstance(table, EdgeTable | ServerTable)
+        assert isinstance(table, QdrantTable)
         muvera = self._encoder(int(vectors[0].shape[1]))
         table.upsert(
             Points(
@@ -353,7 +354,7 @@ class QdrantBackend(MirrorBackend):
         where: Selection | None,
     ) -> list[list[Candidate]]:
         table = self._engine
-        assert isinstance(table, EdgeTable | ServerTable)
+        assert isinstance(table, QdrantTable)
         prefetch = max(self._settings["prefetch"], limit)
         condition = None
         candidates = len(store)
@@ -375,6 +376,6 @@ class QdrantBackend(MirrorBackend):
         new = {f: t for f, t in fields.items() if known.get(f) != t}
         if new and self._engine.exists():
             table = self._engine
-            assert isinstance(table, EdgeTable | ServerTable)
+            assert isinstance(table, QdrantTable)
             table.create_indexes(new)
             known.update(new)

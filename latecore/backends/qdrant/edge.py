@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ..mirror import Candidate, MirrorTable
+from ..mirror import Candidate
 from .filtering import Condition, PayloadType
 from .schema import (
     COLBERT_VECTOR,
@@ -24,6 +24,7 @@ from .schema import (
     point_id,
 )
 from .schema import latecore_id as point_latecore_id
+from .table import QdrantTable
 
 __all__ = ["EDGE_CONFIG", "EdgeTable", "import_edge"]
 
@@ -43,7 +44,7 @@ def import_edge() -> Any:
     return qdrant_edge
 
 
-class EdgeTable(MirrorTable):
+class EdgeTable(QdrantTable):
     """An embedded qdrant-edge shard in ``root`` (created on the first :meth:`ensure`)."""
 
     def __init__(self, root: Path) -> None:
@@ -142,9 +143,6 @@ class EdgeTable(MirrorTable):
         ]
         self._shard.update(qe.UpdateOperation.upsert_points(batch))
 
-    def key(self, doc_id: str) -> object:
-        return point_id(doc_id)
-
     def delete(self, keys: Sequence[object]) -> None:
         if keys and self.exists():
             self._shard.update(self._qe.UpdateOperation.delete_points(list(keys)))
@@ -176,10 +174,14 @@ class EdgeTable(MirrorTable):
             if r.vector and COLBERT_VECTOR in r.vector and str(r.id) in wanted
         }
 
-    def _condition(self, node: Condition) -> Any:
+    @property
+    def filter_class(self) -> type:
+        return self._qe.Filter
+
+    def condition(self, node: Condition) -> Any:
         qe = self._qe
         if node.kind in ("must", "should", "must_not"):
-            return qe.Filter(**{node.kind: [self._condition(c) for c in node.children]})
+            return qe.Filter(**{node.kind: [self.condition(c) for c in node.children]})
         if node.kind == "match":
             return qe.FieldCondition(node.key, match=qe.MatchValue(node.value))
         if node.kind == "match_any":
@@ -191,11 +193,6 @@ class EdgeTable(MirrorTable):
         if node.kind == "is_empty":
             return qe.IsEmptyCondition(node.key)
         return qe.HasIdCondition(set(node.values))
-
-    def filter(self, condition: Condition) -> Any:
-        """The qdrant-edge ``Filter`` of a translated condition."""
-        built = self._condition(condition)
-        return built if isinstance(built, self._qe.Filter) else self._qe.Filter(must=[built])
 
     def create_indexes(self, fields: dict[str, PayloadType]) -> None:
         """Payload indexes on ``fields`` (field -> type); existing ones are kept."""

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from ..mirror import Candidate, MirrorTable
+from ..mirror import Candidate
 from .edge import EXTRA_HINT
 from .filtering import Condition, PayloadType
 from .schema import (
@@ -26,6 +26,7 @@ from .schema import (
     point_id,
 )
 from .schema import latecore_id as point_latecore_id
+from .table import QdrantTable
 
 __all__ = ["ServerTable", "check_caller_url", "check_key_transport", "import_client"]
 
@@ -108,7 +109,7 @@ def check_key_transport(url: str) -> None:
         )
 
 
-class ServerTable(MirrorTable):
+class ServerTable(QdrantTable):
     """Collection ``name`` on the server ``client`` talks to (closed on :meth:`close` only if
     ``owned``)."""
 
@@ -196,9 +197,6 @@ class ServerTable(MirrorTable):
         ]
         self.client.upsert(self._name, points=structs, wait=True)
 
-    def key(self, doc_id: str) -> object:
-        return point_id(doc_id)
-
     def delete(self, keys: Sequence[object]) -> None:
         if keys and self.exists():
             selector = self._models.PointIdsList(points=list(keys))
@@ -235,10 +233,14 @@ class ServerTable(MirrorTable):
             if isinstance(r.vector, Mapping) and COLBERT_VECTOR in r.vector and str(r.id) in wanted
         }
 
-    def _condition(self, node: Condition) -> Any:
+    @property
+    def filter_class(self) -> type:
+        return self._models.Filter
+
+    def condition(self, node: Condition) -> Any:
         models = self._models
         if node.kind in ("must", "should", "must_not"):
-            return models.Filter(**{node.kind: [self._condition(c) for c in node.children]})
+            return models.Filter(**{node.kind: [self.condition(c) for c in node.children]})
         if node.kind == "match":
             return models.FieldCondition(key=node.key, match=models.MatchValue(value=node.value))
         if node.kind == "match_any":
@@ -250,13 +252,6 @@ class ServerTable(MirrorTable):
         if node.kind == "is_empty":
             return models.IsEmptyCondition(is_empty=models.PayloadField(key=node.key))
         return models.HasIdCondition(has_id=list(node.values))
-
-    def filter(self, condition: Condition) -> Any:
-        """The qdrant-client ``Filter`` of a translated condition."""
-        built = self._condition(condition)
-        return (
-            built if isinstance(built, self._models.Filter) else self._models.Filter(must=[built])
-        )
 
     def create_indexes(self, fields: dict[str, PayloadType]) -> None:
         """Payload indexes on ``fields`` (field -> type); existing ones are kept."""
