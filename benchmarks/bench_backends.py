@@ -24,6 +24,16 @@ token vectors), ``lancedb``, ``plaid`` (fast-plaid). ``--sweep warp.nprobe=8,16,
 curve); ``--real`` also measures recall on the shipped texts themselves (MiniLM,
 384 dims, each backend against exact).
 
+``--filters`` gives every document a ``bucket`` (0-999, a seeded permutation:
+each bucket holds exactly 0.1% of the documents, independent of the topics) and
+measures, for filters ``{"bucket": {"$lt": m}}`` matching 0.1% to 50% of the
+corpus, through ``LateIndex.search_vectors`` (what a caller pays: compiling the
+filter, selecting, searching, the hits): recall@10 against exact MaxSim over the
+matching documents, hits failing the filter (must be 0), and the filtered p50
+next to the unfiltered p50 of the same backend, interleaved query by query. It
+also times the two paths a filtered search can take, forced: the engine searching
+the subset and exact MaxSim over the subset (``EXACT_SUBSET`` is the crossover).
+
 Run: ``python benchmarks/bench_backends.py --documents 100000`` (the 100k run
 takes about an hour on 2 cores: WARP's k-means dominates).
 """
@@ -52,6 +62,8 @@ from realistic_corpus import default_cache_dir, real_encodings, recombine
 from latecore import LateIndex
 from latecore.backends import Backend, ExactBackend
 from latecore.base_encoder import BaseEncoder
+from latecore.filters import compile_filter
+from latecore.index_view import EXACT_SUBSET
 from latecore.maxsim import PackedDocuments
 from latecore.store import StoreView
 
@@ -71,6 +83,31 @@ BACKEND_OPTIONS: dict[str, dict[str, Any]] = {
 
 QUERY_LIMIT = {"plaid": 20}
 """Fewer queries where one takes seconds (fast-plaid on a CPU)."""
+
+
+FILTER_SHARES = (0.001, 0.01, 0.05, 0.1, 0.5)
+"""Shares of the corpus the ``--filters`` filters match."""
+
+BUCKETS = 1000
+
+
+def buckets(n_documents: int, seed: int) -> np.ndarray:
+    """Each document's bucket: a seeded permutation, so each bucket holds exactly
+    ``n_documents / 1000`` documents (for ``n_documents`` a multiple of 1000).
+
+    >>> np.bincount(buckets(3000, 0)).tolist() == [3] * 1000
+    True
+    """
+    return np.random.default_rng(seed + 1).permutation(n_documents) % BUCKETS
+
+
+def share_filter(share: float) -> dict[str, Any]:
+    """The filter matching ``share`` of the documents.
+
+    >>> share_filter(0.01)
+    {'bucket': {'$lt': 10}}
+    """
+    return {"bucket": {"$lt": round(share * BUCKETS)}}
 
 
 class CachedEncoder(BaseEncoder):
@@ -205,10 +242,12 @@ def worker(args: argparse.Namespace) -> None:
     options.update(json.loads(args.options))
     encoder = CachedEncoder(matrix, offsets)
     index = LateIndex(encoder, backend=name.split("-")[0], **options)
+    bucket_of = buckets(args.documents, args.seed) if args.filters else None
     start = time.perf_counter()
     for first in range(0, args.documents, 5000):
         numbers = range(first, min(first + 5000, args.documents))
-        index.add([f"doc {i}" for i in numbers], ids=[str(i) for i in numbers])
+        metadatas = None if bucket_of is None else [{"bucket": int(bucket_of[i])} for i in numbers]
+        index.add([f"doc {i}" for i in numbers], ids=[str(i) for i in numbers], metadatas=metadatas)
     added = time.perf_counter() - start
     index.build()
     built = time.perf_counter() - start
@@ -238,9 +277,55 @@ def worker(args: argparse.Namespace) -> None:
         row.update(interleaved_latency(exact, backend, store, timed, args.k))
         result["settings"].append(row)
         print(f"{name} {row}", file=sys.stderr, flush=True)
+    if bucket_of is not None:
+        filter_truth = json.loads(Path(args.truth).with_suffix(".filters.json").read_text())
+        result["filters"] = [
+            filtered_row(index, queries, args, share, filter_truth[str(share)], bucket_of)
+            for share in FILTER_SHARES
+        ]
     result["peak_gib"] = peak_gib()
     index.close()
     print(json.dumps(result), flush=True)
+
+
+def filtered_row(
+    index: LateIndex,
+    queries: Sequence[np.ndarray],
+    args: argparse.Namespace,
+    share: float,
+    truth: Sequence[Sequence[str]],
+    bucket_of: np.ndarray,
+) -> dict[str, Any]:
+    """Recall, leaks and latencies of one filter (see the module docstring)."""
+    spec, k = share_filter(share), args.k
+    limit = spec["bucket"]["$lt"]
+    hits = [index.search_vectors([q], k, filter=spec)[0] for q in queries]
+    got = [[h.id for h in these] for these in hits]
+    leaks = sum(int(bucket_of[int(h.id)]) >= limit for these in hits for h in these)
+    store, backend = index.store, index.backend
+    where = store.select(compile_filter(spec))  # type: ignore[arg-type]
+    paths: dict[str, Any] = {
+        "unfiltered": lambda q: index.search_vectors([q], k),
+        "filtered": lambda q: index.search_vectors([q], k, filter=spec),
+        "engine path": lambda q: backend.search(store, [q], k, where),
+    }
+    if store.holds_vectors and backend.name != "exact":
+        paths["exact path"] = lambda q: ExactBackend().search(store, [q], k, where)
+    spin_until = time.perf_counter() + 2.0
+    while time.perf_counter() < spin_until:
+        for run in paths.values():
+            run(queries[0])
+    times: dict[str, list[float]] = {name: [] for name in paths}
+    for q in queries[: args.timed_queries]:
+        for name, run in paths.items():
+            begin = time.perf_counter()
+            run(q)
+            times[name].append(1000 * (time.perf_counter() - begin))
+    row = {"share": share, "matching": len(where.positions), "recall": recall(got, truth)}
+    row.update({f"{name} p50": statistics.median(t) for name, t in times.items()})
+    row["leaks"] = leaks
+    print(f"{index.backend.name} filter {row}", file=sys.stderr, flush=True)
+    return row
 
 
 def exact_truth(args: argparse.Namespace, path: Path) -> None:
@@ -249,6 +334,16 @@ def exact_truth(args: argparse.Namespace, path: Path) -> None:
     scores = PackedDocuments.from_parts(matrix, offsets).score(queries[: args.queries])
     truth = [[str(i) for i in np.argsort(-row, kind="stable")[: args.k]] for row in scores]
     path.write_text(json.dumps(truth))
+    bucket_of = buckets(args.documents, args.seed)
+    filtered = {}
+    for share in FILTER_SHARES:
+        inside = bucket_of < share_filter(share)["bucket"]["$lt"]
+        among = np.flatnonzero(inside)  # ascending: ties stay by position
+        filtered[str(share)] = [
+            [str(i) for i in among[np.argsort(-row[among], kind="stable")[: args.k]]]
+            for row in scores
+        ]
+    path.with_suffix(".filters.json").write_text(json.dumps(filtered))
 
 
 def encode_rate() -> float:
@@ -317,6 +412,7 @@ def main() -> None:
     parser.add_argument("--sweep", action="append", default=[], help="e.g. warp.nprobe=8,16,32")
     parser.add_argument("--option", action="append", default=[], help='e.g. warp={"nprobe":8}')
     parser.add_argument("--real", action="store_true", help="also recall on the shipped texts")
+    parser.add_argument("--filters", action="store_true", help="also filtered search (see above)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--truth", help=argparse.SUPPRESS)
     parser.add_argument("--options", default="{}", help=argparse.SUPPRESS)
@@ -341,7 +437,7 @@ def run_backends(args: argparse.Namespace, backends: Sequence[str]) -> list[dict
     overrides = dict(o.split("=", 1) for o in args.option)
     files = corpus_files(args.documents, args.seed)
     truth = files[0].parent / f"truth-{args.queries}-{args.k}.json"
-    if not truth.exists():
+    if not truth.exists() or not truth.with_suffix(".filters.json").exists():
         exact_truth(args, truth)
     args.encode_rate = encode_rate()
     rows = []
@@ -351,7 +447,7 @@ def run_backends(args: argparse.Namespace, backends: Sequence[str]) -> list[dict
             "--seed", str(args.seed), "--queries", str(args.queries), "--k", str(args.k),
             "--truth", str(truth), "--options", overrides.get(name, "{}"),
             "--timed-queries", str(args.timed_queries),
-            *(f"--sweep={s}" for s in args.sweep),
+            *(f"--sweep={s}" for s in args.sweep), *(["--filters"] if args.filters else []),
         ]  # fmt: skip
         done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=False)
         lines = done.stdout.strip().splitlines()
@@ -379,6 +475,27 @@ def print_table(args: argparse.Namespace, rows: Sequence[dict[str, Any]]) -> Non
                 f"| {r['backend']} | {s['setting']} | {r['index_s']:.0f} | {s['p50']:.1f} "
                 f"| {s['p95']:.1f} | {s['exact_p50']:.1f} | {s['exact_p50'] / s['p50']:.1f}x "
                 f"| {s['recall']:.3f} | {r['resident_gib']:.2f} | {r['peak_gib']:.2f} |"
+            )
+    if any("filters" in r for r in rows):
+        print_filter_table(rows)
+
+
+def print_filter_table(rows: Sequence[dict[str, Any]]) -> None:
+    """The markdown table of ``--filters``: one line per backend and filter."""
+    print(f"\nFiltered search (EXACT_SUBSET = {EXACT_SUBSET}; p50 ms through search_vectors)\n")
+    print(
+        "| backend | matching | recall@10 vs exact over them | leaks | unfiltered p50 "
+        "| filtered p50 | filtered / unfiltered | engine path p50 | exact path p50 |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        for f in r.get("filters", []):
+            exact_path = f.get("exact path p50")
+            print(
+                f"| {r['backend']} | {f['share']:.1%} ({f['matching']:,}) | {f['recall']:.3f} "
+                f"| {f['leaks']} | {f['unfiltered p50']:.1f} | {f['filtered p50']:.1f} "
+                f"| {f['filtered p50'] / f['unfiltered p50']:.2f}x | {f['engine path p50']:.1f} "
+                f"| {'-' if exact_path is None else f'{exact_path:.1f}'} |"
             )
 
 
