@@ -127,14 +127,17 @@ class MicroBatcher:
         self._cond = threading.Condition(threading.Lock())
         self._queue: deque[_Request] = deque()
         self._busy = False
+        self._leader: int | None = None  # the thread running the current pass
         self.stats = BatchStats()
 
     def run(self, texts: list[str], is_query: bool, run_pass: RunPass) -> list[np.ndarray]:
         """``run_pass(texts, is_query)``, possibly in one call with other threads' texts."""
+        if self._leader == threading.get_ident():
+            return run_pass(texts, is_query)  # called from inside a pass: the model is ours
         request = _Request(texts, is_query)
         with self._cond:
             self._queue.append(request)
-            if self._busy:
+            if self._busy and self.wait_s > 0:
                 self._cond.notify_all()  # a leader waiting for company sees the newcomer
             try:
                 while not request.done:
@@ -157,11 +160,13 @@ class MicroBatcher:
         try:
             waited = self._wait_for_company()
             batch = self._take()
+            self._leader = threading.get_ident()
             self._cond.release()
             try:
                 _execute(batch, run_pass)
             finally:
                 self._cond.acquire()
+                self._leader = None
         finally:
             self._busy = False
             if batch:

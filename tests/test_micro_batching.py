@@ -143,7 +143,8 @@ def test_a_leader_with_company_waits_for_a_full_batch_only_when_asked() -> None:
     with ThreadPoolExecutor(4) as pool:
         with model_held(encoder, queued=2):
             futures = [pool.submit(encoder.encode_queries, [f"q{i}"]) for i in range(3)]
-        while encoder.batch_stats().passes < 1:  # the first pass ran; the next leader waits
+        # Once the first pass ran, the next leader holds the batcher while it waits.
+        while encoder.batch_stats().passes < 1 or not encoder._batcher._busy:
             time.sleep(0.001)
         futures.append(pool.submit(encoder.encode_queries, ["late"]))  # fills the batch
         [f.result() for f in futures]
@@ -182,6 +183,18 @@ def test_an_interrupted_pass_leaves_nobody_waiting() -> None:
         batcher.run(["x"], True, interrupted)
     assert not batcher._queue and not batcher._busy
     assert batcher.run(["y"], True, lambda t, q: [np.ones(1)] * len(t))[0].tolist() == [1.0]
+
+
+def test_an_encode_from_inside_a_pass_runs_directly() -> None:
+    class Nested(FakeEncoder):
+        def _encode(self, texts: list[str], *, is_query: bool) -> list[np.ndarray]:
+            if texts == ["outer"]:
+                self.inner = self.encode_queries(["inner"])[0]
+            return super()._encode(texts, is_query=is_query)
+
+    encoder = Nested(dim=8)
+    encoder.encode_queries(["outer"])  # would wait for itself forever if it queued
+    np.testing.assert_array_equal(encoder.inner, FakeEncoder(dim=8).encode_queries(["inner"])[0])
 
 
 def test_settings_are_checked_and_left_out_of_the_fingerprint(tiny_checkpoint: Path) -> None:
