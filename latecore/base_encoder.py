@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from .batching import DEFAULT_MAX_BATCH, BatchStats, MicroBatcher, check_batch_wait_ms
 from .cache import MultivectorCache, cache_key
 from .tokens import Span, TokenizedText
 from .validation import check_positive, check_texts
@@ -131,6 +132,16 @@ class BaseEncoder(ABC):
     show_progress
         Show a tqdm bar when encoding more than one batch; ``None`` follows the
         ``LATECORE_PROGRESS`` environment variable (on unless it is ``0``).
+    max_batch
+        Concurrent encode calls (from other threads, ``asearch``, ``arerank``,
+        concurrent ``add``) are coalesced into one model pass of at most this
+        many texts (:mod:`latecore.batching`); ``1`` turns coalescing off. A
+        lone call runs at once. Not part of the fingerprint: it does not change
+        the vectors beyond the kernels' rounding (``docs/batching.md``).
+    batch_wait_ms
+        How long a pass that already has company waits for more callers before
+        it starts (a lone call never waits). ``0`` (default): take what queued
+        while the previous pass ran.
     """
 
     def __init__(
@@ -139,11 +150,15 @@ class BaseEncoder(ABC):
         cache: MultivectorCache | None = None,
         batch_size: int = 32,
         show_progress: bool | None = None,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        batch_wait_ms: float = 0.0,
     ) -> None:
         self._cache = cache
         self.batch_size = check_positive(batch_size, "batch_size")
         self.show_progress = progress_enabled(show_progress)
         self._model_lock = threading.RLock()
+        wait_ms = check_batch_wait_ms(batch_wait_ms)
+        self._batcher = MicroBatcher(max_batch=max_batch, wait_s=wait_ms / 1000)
         self._stats = [EncodeStats()]  # one shared, replaceable cell (see with_cache)
 
     @property
@@ -155,7 +170,8 @@ class BaseEncoder(ABC):
         """A copy of this encoder that shares its model but uses ``cache``.
 
         The copy has its own fingerprint (the storage dtype is part of it) and
-        shares the model lock, so calls stay serialised across copies.
+        shares the model lock and the micro-batcher, so calls stay serialised
+        across copies and concurrent ones are coalesced across copies too.
         """
         clone = copy.copy(self)
         clone._cache = cache
@@ -197,14 +213,33 @@ class BaseEncoder(ABC):
         canonical = json.dumps(self.fingerprint_fields, sort_keys=True, ensure_ascii=True)
         return hashlib.sha256(canonical.encode("ascii")).hexdigest()
 
+    @property
+    def max_batch(self) -> int:
+        """Texts one coalesced model pass takes at most (see :mod:`latecore.batching`)."""
+        return self._batcher.max_batch
+
+    @property
+    def batch_wait_ms(self) -> float:
+        """How long a pass with company waits for more callers, in milliseconds."""
+        return self._batcher.wait_s * 1000
+
+    def batch_stats(self) -> BatchStats:
+        """Passes, requests and texts the micro-batcher ran (see :class:`BatchStats`)."""
+        return self._batcher.stats
+
     def encode_stats(self) -> EncodeStats:
         """Texts run through the model so far and the time spent (see :class:`EncodeStats`)."""
         with self._model_lock:
             return self._stats[0]
 
     def _run_model(self, texts: list[str], *, is_query: bool) -> list[np.ndarray]:
+        """The model's arrays for ``texts``, in a pass shared with concurrent callers."""
         if not texts:
             return []
+        return self._batcher.run(texts, is_query, self._run_pass)
+
+    def _run_pass(self, texts: list[str], is_query: bool) -> list[np.ndarray]:
+        """One model call on ``texts``, counted in :meth:`encode_stats`."""
         with self._model_lock:
             start = time.perf_counter()
             arrays = self._encode(texts, is_query=is_query)

@@ -17,6 +17,7 @@ import numpy as np
 
 from ._quiet import quiet_load
 from .base_encoder import BaseEncoder, clean_text
+from .batching import DEFAULT_MAX_BATCH
 from .cache import MultivectorCache
 from .checkpoint import CheckpointInfo, inspect_checkpoint
 from .errors import LatecoreWarning, ModelLoadError, ZeroShotWarning
@@ -119,6 +120,10 @@ class Encoder(BaseEncoder):
         Allow a checkpoint's own Python code to run (off by default).
     allow_unsafe_checkpoint
         Allow pickle-only weights and non-torch activations in Dense configs.
+    max_batch, batch_wait_ms
+        Micro-batching of concurrent calls (see :class:`BaseEncoder`,
+        ``docs/batching.md``). ``max_batch=None``: 32, or 1 (off) with
+        ``quantize="int8"``, whose vectors depend on the texts batched together.
     """
 
     def __init__(
@@ -136,9 +141,19 @@ class Encoder(BaseEncoder):
         trust_remote_code: bool = False,
         allow_unsafe_checkpoint: bool = False,
         quantize: Quantize | None = None,
+        max_batch: int | None = None,
+        batch_wait_ms: float = 0.0,
     ) -> None:
-        super().__init__(cache=cache, batch_size=batch_size, show_progress=show_progress)
         self.quantize = _check_quantize(quantize, device)
+        super().__init__(
+            cache=cache,
+            batch_size=batch_size,
+            show_progress=show_progress,
+            max_batch=(1 if self.quantize else DEFAULT_MAX_BATCH)
+            if max_batch is None
+            else max_batch,
+            batch_wait_ms=batch_wait_ms,
+        )
         self.quantize_scheme: dict[str, Any] | None = None
         self._truncation_warned: set[int] = set()  # query lengths already warned about
         model = resolve_model(model)
@@ -292,6 +307,8 @@ class Encoder(BaseEncoder):
             "quantize": self.quantize,
             "quantize_scheme": self.quantize_scheme,
             "storage_dtype": self.storage_dtype,
+            "max_batch": self.max_batch,
+            "batch_wait_ms": self.batch_wait_ms,
             "remote_code": self.trust_remote_code and self.info.needs_remote_code,
             "fingerprint": self.fingerprint,
         }

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..base_encoder import BaseEncoder
+from ..batching import DEFAULT_MAX_BATCH
 from ..cache import MultivectorCache
 
 __all__ = ["FakeEncoder"]
@@ -51,8 +52,16 @@ class FakeEncoder(BaseEncoder):
         cache: MultivectorCache | None = None,
         batch_size: int = 32,
         name: str = "fake",
+        max_batch: int = DEFAULT_MAX_BATCH,
+        batch_wait_ms: float = 0.0,
     ) -> None:
-        super().__init__(cache=cache, batch_size=batch_size, show_progress=False)
+        super().__init__(
+            cache=cache,
+            batch_size=batch_size,
+            show_progress=False,
+            max_batch=max_batch,
+            batch_wait_ms=batch_wait_ms,
+        )
         self.dim = dim
         self.name = name
         self.calls = 0
