@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..base_encoder import BaseEncoder
-from ..cache import MultivectorCache
+from ..caches import CacheLocation, DocumentCache
 
 __all__ = ["FakeEncoder"]
 
@@ -48,7 +48,7 @@ class FakeEncoder(BaseEncoder):
         self,
         dim: int = 32,
         *,
-        cache: MultivectorCache | None = None,
+        cache: DocumentCache | CacheLocation | None = None,
         batch_size: int = 32,
         name: str = "fake",
     ) -> None:
