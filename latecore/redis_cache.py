@@ -233,7 +233,7 @@ class RedisCache:
             first, self._warned = not self._warned, True
         log = logger.warning if first else logger.debug
         log(
-            "Redis cache at %s unreachable (%s: %s): reads miss and writes are skipped "
+            "Redis cache at %s failed (%s: %s): reads miss and writes are skipped "
             "until it answers again (next try in %.3g s)",
             self.location,
             action,

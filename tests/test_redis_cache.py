@@ -331,3 +331,29 @@ def test_a_second_process_encodes_nothing_the_first_encoded(
     assert report["fingerprint"] == first.fingerprint
     assert report["encoded"] == 0
     assert report["vectors"] == [v.tobytes().hex() for v in vectors]
+
+
+def test_load_encoder_and_the_adapters_take_a_redis_url_as_cache_dir(redis_url: str) -> None:
+    from latecore import load_encoder
+
+    encoder = load_encoder(encoder=FakeEncoder(), cache_dir=redis_url, require_cache=True)
+    assert isinstance(encoder.cache, RedisCache)
+    assert encoder.cache.location == redis_url
+
+
+def test_the_command_line_shares_a_redis_cache(
+    redis_url: str, tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from latecore.cli import main
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("Bees make honey.\n\nWasps do not.\n\nRivers flow.", encoding="utf-8")
+    argv = ["search", str(notes), "-q", "honey", "--model", str(tiny_checkpoint)]
+    argv += ["--cache-dir", redis_url, "--no-progress"]
+    assert main(argv) == 0
+    first = capsys.readouterr().err
+    assert main(argv) == 0
+    second = capsys.readouterr().err
+    assert "0 served from the cache, 3 encoded" in first
+    assert "3 served from the cache, 0 encoded" in second
+    assert f"(cache: {redis_url})" in second
