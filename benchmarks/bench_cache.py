@@ -14,6 +14,15 @@ Workload (issue 6):
   is timed against that encode, and so is the whole cold ``encode_documents`` with
   a cache (lookups that miss + encode + write) against the encode without one.
 
+- Redis on loopback (needs ``redis-server`` on PATH and ``latecore[redis]``; skipped
+  otherwise, or with ``--skip-redis``): 1,000 multivectors of exactly 100 tokens x
+  ``--dim`` float16; ``get_many`` of 100 and of 1,000 keys from a ``RedisCache``
+  without a hot tier (one round trip, an MGET per 256 keys) beside the disk cache
+  with its hot tier dropped, the same ``RedisCache`` with redis-py's pure-Python
+  reply parser instead of hiredis, and one GET per key (what an unbatched client
+  pays). The benchmark starts its own ``redis-server`` on 127.0.0.1 (no
+  persistence) and stops it.
+
 Measurements of each kind are interleaved round by round after a few seconds of
 spin-up; medians are reported. A cProfile of the disk ``get_many(100)`` path shows
 where its time goes. Run: ``python benchmarks/bench_cache.py``.
@@ -26,7 +35,10 @@ import cProfile
 import io
 import json
 import pstats
+import shutil
+import socket
 import statistics
+import subprocess
 import tempfile
 import time
 import warnings
@@ -36,7 +48,8 @@ from pathlib import Path
 
 import numpy as np
 
-from latecore import MultivectorCache, cache_key
+from latecore import MultivectorCache, RedisCache, cache_key
+from latecore.cache import decode_multivector
 
 
 def timed(fn: Callable[[], object]) -> float:
@@ -127,6 +140,118 @@ def read_benchmark(args: argparse.Namespace, root: Path) -> None:
     cache.close()
 
 
+def start_redis(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """A ``redis-server`` on 127.0.0.1 and a free port, without persistence."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [
+            "redis-server",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(directory),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    for _ in range(200):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    return server, f"redis://127.0.0.1:{port}/0"
+
+
+def redis_benchmark(args: argparse.Namespace, root: Path) -> None:
+    import redis
+    from redis.connection import _RESP2Parser
+
+    rng = np.random.default_rng(1)
+    arrays = []
+    for _ in range(1000):
+        a = rng.standard_normal((100, args.dim)).astype(np.float32)
+        arrays.append((a / np.linalg.norm(a, axis=1, keepdims=True)).astype(np.float16))
+    keys = [cache_key("bench-fingerprint", "document", f"doc {i}") for i in range(len(arrays))]
+    server, url = start_redis(root)
+    try:
+        disk = MultivectorCache(root / "redis-bench-disk")
+        shared = RedisCache(url, memory_bytes=0)
+        pure = RedisCache(url, memory_bytes=0)
+        pure._client = redis.Redis.from_url(url, parser_class=_RESP2Parser)
+        disk.put_many(keys, arrays)
+        shared.put_many(keys, arrays)
+        found = shared.get_many(keys)
+        assert all(
+            f is not None and np.array_equal(f, a) for f, a in zip(found, arrays, strict=True)
+        )
+        client = redis.Redis.from_url(url)
+
+        def disk_read(n: int) -> Callable[[], float]:
+            def run() -> float:
+                disk.clear_memory()
+                return timed(lambda: disk.get_many(keys[:n]))
+
+            return run
+
+        def cache_read(cache: RedisCache, n: int) -> Callable[[], float]:
+            return lambda: timed(lambda: cache.get_many(keys[:n]))
+
+        def one_get_per_key(n: int) -> Callable[[], float]:
+            names = [shared.redis_key(k) for k in keys[:n]]
+            return lambda: timed(lambda: [decode_multivector(client.get(m)) for m in names])
+
+        samples: dict[str, list[float]] = {}
+        sizes: dict[str, int] = {}
+        for n in (100, 1000):
+            group = {
+                f"disk get_many({n})": disk_read(n),
+                f"Redis get_many({n})": cache_read(shared, n),
+                f"Redis get_many({n}), pure-Python parser": cache_read(pure, n),
+                f"Redis, one GET per key ({n})": one_get_per_key(n),
+            }
+            sizes.update(dict.fromkeys(group, n))
+            deadline = time.perf_counter() + args.spin_up
+            while time.perf_counter() < deadline:
+                for run in group.values():
+                    run()
+            for name in group:
+                samples[name] = []
+            for _ in range(args.rounds):
+                for name, run in group.items():
+                    samples[name].append(run())
+        version = client.info("server")["redis_version"]
+        print(
+            f"\n## reads: disk vs Redis {version} on loopback, 1,000 multivectors of 100 x "
+            f"{args.dim} float16 ({arrays[0].nbytes / 1024:.1f} KiB each), no hot tier"
+        )
+        print(f"rounds={args.rounds} (medians)\n")
+        print("| case | ms per call | us per item |")
+        print("|---|---:|---:|")
+        for name, times in samples.items():
+            seconds = statistics.median(times)
+            print(f"| {name} | {1000 * seconds:.2f} | {1e6 * seconds / sizes[name]:.1f} |")
+        for n in (100, 1000):
+            ratio = statistics.median(samples[f"Redis get_many({n})"]) / statistics.median(
+                samples[f"disk get_many({n})"]
+            )
+            print(f"\nRedis / disk (get_many({n})): {ratio:.2f}x")
+        client.close()
+        shared.close()
+        pure.close()
+        disk.close()
+    finally:
+        server.terminate()
+        server.wait()
+
+
 def write_benchmark(args: argparse.Namespace, root: Path) -> None:
     from latecore import Encoder
     from latecore.errors import ZeroShotWarning
@@ -196,10 +321,16 @@ def main() -> None:
     parser.add_argument("--spin-up", type=float, default=3.0, help="seconds of warm-up")
     parser.add_argument("--skip-writes", action="store_true", help="reads only (no model)")
     parser.add_argument("--skip-reads", action="store_true", help="writes only")
+    parser.add_argument("--skip-redis", action="store_true", help="no Redis comparison")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="latecore-bench-cache-") as tmp:
         if not args.skip_reads:
             read_benchmark(args, Path(tmp))
+        if not args.skip_redis:
+            if shutil.which("redis-server") is None:
+                print("\n(Redis comparison skipped: redis-server is not on PATH)")
+            else:
+                redis_benchmark(args, Path(tmp))
         if not args.skip_writes:
             args.rounds = args.write_rounds
             write_benchmark(args, Path(tmp))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from .base_encoder import BaseEncoder, EncodeStats
 from .cache import CacheStats, MultivectorCache, cache_key
+from .caches import DocumentCache, open_cache
 from .encoder import Encoder, load_encoder
 from .errors import (
     EngineOwnershipError,
@@ -30,6 +31,7 @@ from .hybrid import HybridSearcher
 from .index import LateIndex
 from .maxsim import maxsim, maxsim_batch
 from .models import DEFAULT_MODEL
+from .redis_cache import RedisCache
 from .reranker import Reranker
 from .results import HybridHit, RerankResult, SearchHit
 from .searcher import Searcher
@@ -41,6 +43,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "BaseEncoder",
     "CacheStats",
+    "DocumentCache",
     "EncodeStats",
     "Encoder",
     "EngineOwnershipError",
@@ -57,6 +60,7 @@ __all__ = [
     "MemoryStore",
     "ModelLoadError",
     "MultivectorCache",
+    "RedisCache",
     "RerankResult",
     "Reranker",
     "SearchHit",
@@ -71,4 +75,5 @@ __all__ = [
     "load_encoder",
     "maxsim",
     "maxsim_batch",
+    "open_cache",
 ]

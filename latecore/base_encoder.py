@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from .batching import DEFAULT_MAX_BATCH, BatchStats, MicroBatcher, check_batch_wait_ms
-from .cache import MultivectorCache, cache_key
+from .cache import cache_key
+from .caches import CacheLocation, DocumentCache, open_cache
 from .tokens import Span, TokenizedText
 from .validation import check_positive, check_texts
 
@@ -118,15 +119,25 @@ def clean_text(text: str) -> str:
     return text
 
 
+def _opened(cache: DocumentCache | CacheLocation | None) -> DocumentCache | None:
+    """``cache``, or the cache at a location given as a path or URL."""
+    if isinstance(cache, str | os.PathLike):
+        return open_cache(cache)
+    return cache
+
+
 class BaseEncoder(ABC):
     """Shared machinery of every encoder; subclasses implement :meth:`_encode`.
 
     Parameters
     ----------
     cache
-        Optional :class:`~latecore.cache.MultivectorCache` for document
-        multivectors. With a cache, returned document arrays are rounded to the
-        cache's storage dtype, so a hit and a miss return identical values.
+        Optional cache of document multivectors: a
+        :class:`~latecore.cache.MultivectorCache`, a
+        :class:`~latecore.redis_cache.RedisCache`, or where one lives (a directory
+        or a ``redis://`` URL, opened with :func:`~latecore.caches.open_cache`).
+        With a cache, returned document arrays are rounded to the cache's storage
+        dtype, so a hit and a miss return identical values.
     batch_size
         Texts per forward pass.
     show_progress
@@ -147,13 +158,13 @@ class BaseEncoder(ABC):
     def __init__(
         self,
         *,
-        cache: MultivectorCache | None = None,
+        cache: DocumentCache | CacheLocation | None = None,
         batch_size: int = 32,
         show_progress: bool | None = None,
         max_batch: int = DEFAULT_MAX_BATCH,
         batch_wait_ms: float = 0.0,
     ) -> None:
-        self._cache = cache
+        self._cache = _opened(cache)
         self.batch_size = check_positive(batch_size, "batch_size")
         self.show_progress = progress_enabled(show_progress)
         self._model_lock = threading.RLock()
@@ -162,19 +173,19 @@ class BaseEncoder(ABC):
         self._stats = [EncodeStats()]  # one shared, replaceable cell (see with_cache)
 
     @property
-    def cache(self) -> MultivectorCache | None:
+    def cache(self) -> DocumentCache | None:
         """The document cache, if any (fixed at construction: it is part of the fingerprint)."""
         return self._cache
 
-    def with_cache(self, cache: MultivectorCache | None) -> Self:
-        """A copy of this encoder that shares its model but uses ``cache``.
+    def with_cache(self, cache: DocumentCache | CacheLocation | None) -> Self:
+        """A copy of this encoder that shares its model but uses ``cache`` (or the one there).
 
         The copy has its own fingerprint (the storage dtype is part of it) and
         shares the model lock and the micro-batcher, so calls stay serialised
         across copies and concurrent ones are coalesced across copies too.
         """
         clone = copy.copy(self)
-        clone._cache = cache
+        clone._cache = _opened(cache)
         clone.__dict__.pop("fingerprint", None)
         return clone
 

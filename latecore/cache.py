@@ -25,7 +25,6 @@ import sqlite3
 import struct
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,8 @@ import diskcache
 import numpy as np
 import xxhash
 from diskcache.core import DEFAULT_SETTINGS, ENOVAL, METADATA, MODE_BINARY, MODE_RAW
+
+from ._hot import HotTier
 
 __all__ = [
     "CACHE_SCHEMA_VERSION",
@@ -409,9 +410,7 @@ class MultivectorCache:
                 "eviction_policy": eviction_policy,
             },
         )
-        self._memory_limit = memory_bytes
-        self._memory: OrderedDict[bytes, np.ndarray] = OrderedDict()
-        self._memory_used = 0
+        self._memory = HotTier(memory_bytes)
         self._lock = threading.Lock()
         self._hits = 0
         self._misses = 0
@@ -419,25 +418,10 @@ class MultivectorCache:
     def __repr__(self) -> str:
         return f"MultivectorCache({str(self.directory)!r}, dtype={self.dtype!r})"
 
-    def _remember(self, key: bytes, array: np.ndarray) -> None:
-        if self._memory_limit <= 0 or array.nbytes > self._memory_limit:
-            return
-        with self._lock:
-            old = self._memory.pop(key, None)
-            if old is not None:
-                self._memory_used -= old.nbytes
-            self._memory[key] = array
-            self._memory_used += array.nbytes
-            while self._memory_used > self._memory_limit:
-                _, dropped = self._memory.popitem(last=False)
-                self._memory_used -= dropped.nbytes
-
-    def _recall(self, key: bytes) -> np.ndarray | None:
-        with self._lock:
-            array = self._memory.get(key)
-            if array is not None:
-                self._memory.move_to_end(key)
-            return array
+    @property
+    def location(self) -> str:
+        """The cache directory, as a string."""
+        return str(self.directory)
 
     def get_many(self, keys: Sequence[bytes]) -> list[np.ndarray | None]:
         """Arrays (in the storage dtype, read-only) for ``keys``; ``None`` for each miss.
@@ -446,7 +430,7 @@ class MultivectorCache:
         than one per key. A row that cannot be read or fails validation is a
         miss, never an error.
         """
-        found: list[np.ndarray | None] = [self._recall(key) for key in keys]
+        found: list[np.ndarray | None] = [self._memory.recall(key) for key in keys]
         wanted = list(dict.fromkeys(k for k, a in zip(keys, found, strict=True) if a is None))
         stored: dict[bytes, np.ndarray] = {}
         for start in range(0, len(wanted), _READ_CHUNK):
@@ -455,7 +439,7 @@ class MultivectorCache:
             except (sqlite3.Error, diskcache.Timeout, OSError) as error:
                 logger.warning("cache read failed, treating as misses: %s", error)
         for key, array in stored.items():
-            self._remember(key, array)
+            self._memory.remember(key, array)
         found = [stored.get(k) if a is None else a for k, a in zip(keys, found, strict=True)]
         hits = sum(array is not None for array in found)
         with self._lock:
@@ -501,7 +485,7 @@ class MultivectorCache:
         for key, data in zip(keys, framed, strict=True):
             decoded = decode_multivector(data)
             if decoded is not None:
-                self._remember(key, decoded)
+                self._memory.remember(key, decoded)
 
     def stats(self) -> CacheStats:
         """Hits and misses of this process, items and bytes on disk."""
@@ -514,9 +498,7 @@ class MultivectorCache:
 
     def clear_memory(self) -> None:
         """Drop the in-process hot tier (the on-disk entries stay)."""
-        with self._lock:
-            self._memory.clear()
-            self._memory_used = 0
+        self._memory.clear()
 
     def clear(self) -> None:
         """Remove every entry, on disk and in memory."""

@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any, TextIO, get_args
 
 from .base_encoder import progress_enabled
-from .cache import MultivectorCache, default_cache_dir
+from .cache import MultivectorCache
+from .caches import DocumentCache, open_cache
 from .documents import (
     MAX_CHARS,
     SUFFIXES,
@@ -48,6 +49,7 @@ from .hybrid import (
     HybridSearcher,
 )
 from .models import DEFAULT_MODEL, bundled_minilm_path, resolve_model
+from .redis_cache import RedisCache
 from .validation import check_positive
 
 __all__ = ["build_parser", "main"]
@@ -61,7 +63,7 @@ DEMO_FILTERED: Search = ("how do bees make honey", {"topic": "plants"})
 """The query the demo also runs with a filter: only the paragraphs about plants."""
 
 
-def _load_encoder(model: str | Path, cache: MultivectorCache, err: TextIO) -> Encoder:
+def _load_encoder(model: str | Path, cache: DocumentCache, err: TextIO) -> Encoder:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ZeroShotWarning)
         encoder = Encoder(model, cache=cache, show_progress=False)
@@ -81,7 +83,7 @@ def _load_encoder(model: str | Path, cache: MultivectorCache, err: TextIO) -> En
 def _build(
     chunks: Sequence[Chunk],
     encoder: Encoder,
-    cache: MultivectorCache,
+    cache: DocumentCache,
     args: argparse.Namespace,
     err: TextIO,
 ) -> HybridSearcher:
@@ -115,7 +117,7 @@ def _build(
     rate = f" at {encoded.documents_per_second:.1f} docs/s" if encoded.documents else ""
     print(
         f"Indexed {len(chunks)} chunks: {hits} served from the cache, {misses} encoded{rate} "
-        f"(cache: {cache.directory})",
+        f"(cache: {cache.location})",
         file=err,
     )
     return searcher
@@ -179,9 +181,8 @@ def _stage(name: str, score: float | None, rank: int | None) -> str:
     return f"{name} {score:.2f}" + ("" if rank is None else f" #{rank}")
 
 
-def _open_cache(args: argparse.Namespace) -> MultivectorCache:
-    directory = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
-    return MultivectorCache(directory)
+def _open_cache(args: argparse.Namespace) -> MultivectorCache | RedisCache:
+    return open_cache(args.cache_dir or None)
 
 
 def _run(
@@ -317,7 +318,8 @@ def _common(parser: argparse.ArgumentParser, k: int) -> None:
     )
     parser.add_argument(
         "--cache-dir",
-        help="multivector cache directory (default: $LATECORE_CACHE_DIR, else the user cache)",
+        help="multivector cache directory, or a redis:// URL of a shared cache (needs "
+        "latecore[redis]; default: $LATECORE_CACHE_DIR, else the user cache)",
     )
     parser.add_argument(
         "--filter",

@@ -18,7 +18,7 @@ import numpy as np
 from ._quiet import quiet_load
 from .base_encoder import BaseEncoder, clean_text
 from .batching import DEFAULT_MAX_BATCH
-from .cache import MultivectorCache
+from .caches import CacheLocation, DocumentCache, open_cache
 from .checkpoint import CheckpointInfo, inspect_checkpoint
 from .errors import LatecoreWarning, ModelLoadError, ZeroShotWarning
 from .models import DEFAULT_MODEL, resolve_model
@@ -100,7 +100,8 @@ class Encoder(BaseEncoder):
         Pad queries with [MASK] up to ``query_length``; ``None`` keeps the
         checkpoint's setting (off for zero-shot checkpoints, where it hurts).
     cache
-        Optional :class:`~latecore.cache.MultivectorCache` for documents.
+        Optional document cache, or a directory or ``redis://`` URL to open one
+        at (see :class:`BaseEncoder`).
     show_progress
         Progress bar (documents/s and time left) when more than one batch is
         encoded (see :class:`BaseEncoder`).
@@ -135,7 +136,7 @@ class Encoder(BaseEncoder):
         query_length: int | None = None,
         document_length: int | None = None,
         do_query_expansion: bool | None = None,
-        cache: MultivectorCache | None = None,
+        cache: DocumentCache | CacheLocation | None = None,
         show_progress: bool | None = None,
         revision: str | None = None,
         trust_remote_code: bool = False,
@@ -552,14 +553,16 @@ def load_encoder(
     *,
     encoder: BaseEncoder | None = None,
     device: str | None = None,
-    cache_dir: str | os.PathLike[str] | None = None,
+    cache_dir: CacheLocation | None = None,
     require_cache: bool = False,
 ) -> BaseEncoder:
     """The encoder a component should use: the one given, or a cached :class:`Encoder`.
 
     This is the one rule every adapter follows. A new :class:`Encoder` for
     ``model`` always gets a :class:`~latecore.cache.MultivectorCache` in
-    ``cache_dir`` (default: :func:`~latecore.cache.default_cache_dir`). A given
+    ``cache_dir`` (default: :func:`~latecore.cache.default_cache_dir`), or a
+    :class:`~latecore.redis_cache.RedisCache` when ``cache_dir`` is a ``redis://``
+    URL (see :func:`~latecore.caches.open_cache`). A given
     ``encoder`` is used as it is, except that with ``require_cache`` (rerankers,
     which see the same candidates again and again) one without a cache is given
     one in ``cache_dir`` through :meth:`BaseEncoder.with_cache`; the caller's
@@ -582,7 +585,7 @@ def load_encoder(
     False
     """
     if encoder is None:
-        return Encoder(model, device=device, cache=MultivectorCache(cache_dir))
+        return Encoder(model, device=device, cache=open_cache(cache_dir))
     if model is not None or device is not None:
         raise ValueError("pass either an encoder or a model (and device), not both")
     if encoder.cache is not None:
@@ -593,5 +596,5 @@ def load_encoder(
             )
         return encoder
     if require_cache:
-        return encoder.with_cache(MultivectorCache(cache_dir))
+        return encoder.with_cache(open_cache(cache_dir))
     return encoder

@@ -17,6 +17,7 @@ if "LATECORE_CACHE_DIR" not in os.environ:  # components with a default cache wr
 
 import pytest
 from _engine_support import ReplayCorpus, replay_sample_corpus
+from _redis_support import REDIS_SERVER, SKIP_REASON, RedisServer
 
 from latecore import Encoder, MultivectorCache
 from latecore.errors import ZeroShotWarning
@@ -92,3 +93,16 @@ def fake_encoder() -> FakeEncoder:
 def replay_corpus(minilm_encoder: Encoder) -> ReplayCorpus:
     """The bundled sample corpus encoded once by MiniLM, for the engine backends' tests."""
     return replay_sample_corpus(minilm_encoder)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A ``redis-server`` on 127.0.0.1 and a free port for the session, stopped at the end.
+
+    Tests using it need ``pytest.mark.allow_hosts(["127.0.0.1"])``.
+    """
+    if REDIS_SERVER is None:
+        pytest.skip(SKIP_REASON)
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()

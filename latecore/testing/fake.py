@@ -15,7 +15,7 @@ import numpy as np
 
 from ..base_encoder import BaseEncoder
 from ..batching import DEFAULT_MAX_BATCH
-from ..cache import MultivectorCache
+from ..caches import CacheLocation, DocumentCache
 
 __all__ = ["FakeEncoder"]
 
@@ -49,7 +49,7 @@ class FakeEncoder(BaseEncoder):
         self,
         dim: int = 32,
         *,
-        cache: MultivectorCache | None = None,
+        cache: DocumentCache | CacheLocation | None = None,
         batch_size: int = 32,
         name: str = "fake",
         max_batch: int = DEFAULT_MAX_BATCH,
