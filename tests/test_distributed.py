@@ -29,7 +29,13 @@ import pytest
 import pytest_socket
 
 from latecore import LateIndex, MultivectorCache, cache_key
-from latecore.distributed import EncodeProgress, EncoderSpec, encode_corpus, open_cache
+from latecore.distributed import (
+    EncodeProgress,
+    EncoderPool,
+    EncoderSpec,
+    encode_corpus,
+    open_cache,
+)
 from latecore.errors import InputError, ZeroShotWarning
 
 REPO = Path(__file__).resolve().parents[1]
@@ -129,20 +135,13 @@ class RayCluster:
         port = self.address.rpartition(":")[2]
         return re.compile(rf"{re.escape(str(self.root))}|--address=\S+:{port}\b")
 
-    def actor_pids(self) -> list[int]:
-        return [
-            pid
-            for pid, args in _processes_of(self.pattern).items()
-            if args.startswith("ray::_EncoderWorker")
-        ]
-
     def stop(self) -> None:
         started = set(_processes_of(self.pattern))
         for sig in (signal.SIGTERM, signal.SIGKILL):
             for pid in started | set(_processes_of(self.pattern)):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, sig)
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + 3
             while _alive(started) and time.monotonic() < deadline:
                 time.sleep(0.2)
 
@@ -180,6 +179,13 @@ def spec(tiny_checkpoint: Path) -> EncoderSpec:
     return EncoderSpec(str(tiny_checkpoint), {"device": "cpu"})
 
 
+@pytest.fixture(scope="module")
+def pool(cluster: RayCluster, spec: EncoderSpec) -> Iterator[EncoderPool]:
+    """Two actors (one per node: each node has one CPU), shared by the tests."""
+    with EncoderPool(spec, num_actors=2) as started:
+        yield started
+
+
 def _counting_cache(directory: Path) -> Path:
     """A cache directory whose database records every row written into it."""
     MultivectorCache(directory).close()
@@ -211,12 +217,12 @@ def _build(spec: EncoderSpec, cache: MultivectorCache | None):  # type: ignore[n
 @pytest.mark.slow
 @ON_LOOPBACK
 def test_two_nodes_match_one_process_bit_for_bit_and_a_rerun_encodes_nothing(
-    cluster: RayCluster, spec: EncoderSpec, tmp_path: Path
+    pool: EncoderPool, spec: EncoderSpec, tmp_path: Path
 ) -> None:
     texts = _corpus(2000)
     directory = _counting_cache(tmp_path / "shared")
     seen: list[EncodeProgress] = []
-    report = encode_corpus(texts, encoder=spec, cache=directory, num_actors=2, progress=seen.append)
+    report = pool.encode_corpus(texts, cache=directory, progress=seen.append)
     assert (report.distinct, report.cached, report.encoded, report.restarts) == (2000, 0, 2000, 0)
     assert seen[-1].done == seen[-1].total == 2000
     assert [p.done for p in seen] == sorted(p.done for p in seen) and len(seen) > 2
@@ -237,7 +243,7 @@ def test_two_nodes_match_one_process_bit_for_bit_and_a_rerun_encodes_nothing(
     assert differing == []
     assert _writes(directory) == dict.fromkeys(keys, 1)
 
-    again = encode_corpus(texts, encoder=spec, cache=directory, num_actors=2)
+    again = pool.encode_corpus(texts, cache=directory)
     assert (again.cached, again.sent, again.encoded) == (2000, 0, 0)
     assert _writes(directory) == dict.fromkeys(keys, 1)
 
@@ -252,29 +258,27 @@ def test_two_nodes_match_one_process_bit_for_bit_and_a_rerun_encodes_nothing(
 @pytest.mark.slow
 @ON_LOOPBACK
 def test_an_actor_killed_mid_job_leaves_every_passage_written_exactly_once(
-    cluster: RayCluster, spec: EncoderSpec, tmp_path: Path
+    pool: EncoderPool, tmp_path: Path
 ) -> None:
     texts = _corpus(2000, seed=1)
     directory = _counting_cache(tmp_path / "shared")
+    pids = pool.actor_pids()
     killed: list[int] = []
 
     def kill_one(progress: EncodeProgress) -> None:
-        if not killed and progress.done > 0:
-            pids = cluster.actor_pids()
-            assert len(pids) == 2
+        if not killed and progress.done > 0:  # the first task is back, the others run
             os.kill(pids[0], signal.SIGKILL)
             killed.append(pids[0])
 
-    report = encode_corpus(
-        texts, encoder=spec, cache=directory, num_actors=2, task_size=128, progress=kill_one
-    )
-    assert killed and report.restarts >= 1
+    report = pool.encode_corpus(texts, cache=directory, task_size=128, progress=kill_one)
+    assert killed and report.restarts == 1
+    assert pool.actor_pids()[0] != pids[0]
     keys = [cache_key(report.fingerprint, "document", text) for text in texts]
     assert _writes(directory) == dict.fromkeys(keys, 1)
     with MultivectorCache(directory) as shared:
         assert shared.stats().items == 2000
         assert all(a is not None for a in shared.get_many(keys))
-    again = encode_corpus(texts, encoder=spec, cache=directory, num_actors=1)
+    again = pool.encode_corpus(texts, cache=directory)
     assert (again.sent, again.encoded) == (0, 0)
 
 
@@ -282,22 +286,23 @@ def test_an_actor_killed_mid_job_leaves_every_passage_written_exactly_once(
 @pytest.mark.engines
 @ON_LOOPBACK
 def test_finished_tasks_go_straight_into_a_lancedb_table(
-    cluster: RayCluster, spec: EncoderSpec, tmp_path: Path
+    pool: EncoderPool, spec: EncoderSpec, tmp_path: Path
 ) -> None:
     texts = _corpus(300, seed=2)
     ids = [f"doc-{i}" for i in range(len(texts))]
     directory = tmp_path / "shared"
-    encode_corpus(texts[:100], encoder=spec, cache=directory)  # a job that stopped early
+    # A job that stopped early, run by encode_corpus's own one-actor pool (no CPU is left
+    # for it to reserve: the shared pool holds both).
+    first = encode_corpus(texts[:100], encoder=spec, cache=directory, num_cpus=0)
+    assert (first.actors, first.encoded) == (1, 100)
     index_encoder = _build(spec, open_cache(directory))
     with LateIndex(index_encoder, backend="lancedb", uri=tmp_path / "db") as index:
-        report = encode_corpus(
+        report = pool.encode_corpus(
             texts,
             ids,
-            encoder=spec,
             cache=directory,
             metadatas=[{"n": i} for i in range(len(texts))],
             index=index,
-            num_actors=2,
             task_size=64,
         )
         assert (report.cached, report.sent, report.indexed, report.index_encoded) == (
@@ -314,11 +319,11 @@ def test_finished_tasks_go_straight_into_a_lancedb_table(
 @pytest.mark.slow
 @ON_LOOPBACK
 def test_an_index_on_another_encoder_is_refused(
-    cluster: RayCluster, spec: EncoderSpec, tmp_path: Path
+    pool: EncoderPool, spec: EncoderSpec, tmp_path: Path
 ) -> None:
     index = LateIndex(_build(spec, None))  # no cache: adding would encode everything again
     with pytest.raises(InputError, match="same fingerprint"):
-        encode_corpus(["a text"], encoder=spec, cache=tmp_path / "c", index=index)
+        pool.encode_corpus(["a text"], cache=tmp_path / "c", index=index)
 
 
 def test_specs_and_cache_locations_are_checked(tmp_path: Path) -> None:
