@@ -11,13 +11,13 @@ the actor's encoder checks the cache first, so a task that had written its
 entries before the crash writes nothing again.
 
 The cache is given as a location every actor opens itself: a directory (the
-disk cache; every actor on one host may share it) or a picklable callable that
-returns a cache (for the shared tier every machine can reach, such as a Redis
-cache). Across machines a directory only works on a filesystem every node
-mounts *and* that supports SQLite's locking: use the shared tier instead.
+disk cache, which every actor of one host may share) or a picklable callable
+that returns a cache. Several machines need the second: a shared tier every
+node and the driver reach (such as a Redis cache); the disk cache's SQLite
+locking does not work over network filesystems.
 
-Ray is an extra (``pip install 'latecore[ray]'``); this module imports it only
-when :func:`encode_corpus` runs. docs/distributed.md has the cluster commands.
+Ray is an extra (``pip install 'latecore[ray]'``), imported only when a pool
+starts. docs/distributed.md has the cluster commands.
 """
 
 from __future__ import annotations
