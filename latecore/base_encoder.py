@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from .cache import MultivectorCache, cache_key
+from .pooling import check_pool_factor, pool_tokenized, pool_vectors
 from .tokens import Span, TokenizedText
 from .validation import check_positive, check_texts
 
@@ -131,6 +132,11 @@ class BaseEncoder(ABC):
     show_progress
         Show a tqdm bar when encoding more than one batch; ``None`` follows the
         ``LATECORE_PROGRESS`` environment variable (on unless it is ``0``).
+    pool_factor
+        Token pooling of documents (:mod:`latecore.pooling`): keep about
+        ``1/pool_factor`` of each document's vectors, as cluster means. ``1``
+        (default) keeps every vector. Queries are never pooled. Part of the
+        fingerprint (and so of the cache key) when above 1.
     """
 
     def __init__(
@@ -139,8 +145,10 @@ class BaseEncoder(ABC):
         cache: MultivectorCache | None = None,
         batch_size: int = 32,
         show_progress: bool | None = None,
+        pool_factor: int = 1,
     ) -> None:
         self._cache = cache
+        self.pool_factor = check_pool_factor(pool_factor)
         self.batch_size = check_positive(batch_size, "batch_size")
         self.show_progress = progress_enabled(show_progress)
         self._model_lock = threading.RLock()
@@ -185,6 +193,8 @@ class BaseEncoder(ABC):
         """What :attr:`fingerprint` is computed from."""
         fields = dict(self._model_fingerprint_fields())
         fields["storage_dtype"] = self.storage_dtype
+        if self.pool_factor > 1:  # only when set: unpooled fingerprints stay as they were
+            fields["pool_factor"] = self.pool_factor
         fields["fingerprint_version"] = FINGERPRINT_VERSION
         return fields
 
@@ -223,7 +233,10 @@ class BaseEncoder(ABC):
                     document_seconds=done.document_seconds + seconds,
                 )
             )
-        return [np.ascontiguousarray(a, dtype=np.float32) for a in arrays]
+        result = [np.ascontiguousarray(a, dtype=np.float32) for a in arrays]
+        if is_query or self.pool_factor == 1:
+            return result
+        return [pool_vectors(a, self.pool_factor)[0] for a in result]
 
     def encode_queries(self, texts: Sequence[str]) -> list[np.ndarray]:
         """Multivectors of queries, float32 ``(n_tokens, dim)`` each. Queries are not cached."""
@@ -329,6 +342,8 @@ class BaseEncoder(ABC):
             return []
         with self._model_lock:
             encoded = self._encode_with_tokens(cleaned, is_query=is_query)
+        if not is_query and self.pool_factor > 1:
+            encoded = [pool_tokenized(item, self.pool_factor) for item in encoded]
         storage = np.dtype(self.storage_dtype)
         result = []
         for item in encoded:

@@ -113,6 +113,9 @@ class Encoder(BaseEncoder):
         encoded with it (float32 vectors do not). Speed, ranking agreement and
         the scheme: ``docs/benchmarks.md#encoding`` and :mod:`latecore._int8`.
         ``None`` (default): float32.
+    pool_factor
+        Token pooling of documents (:mod:`latecore.pooling`, as pylate's
+        ``pool_factor``); ``1`` (default) keeps every vector.
     revision
         Hub revision (branch, tag or commit) when ``model`` is a Hub id.
     trust_remote_code
@@ -136,8 +139,11 @@ class Encoder(BaseEncoder):
         trust_remote_code: bool = False,
         allow_unsafe_checkpoint: bool = False,
         quantize: Quantize | None = None,
+        pool_factor: int = 1,
     ) -> None:
-        super().__init__(cache=cache, batch_size=batch_size, show_progress=show_progress)
+        super().__init__(
+            cache=cache, batch_size=batch_size, show_progress=show_progress, pool_factor=pool_factor
+        )
         self.quantize = _check_quantize(quantize, device)
         self.quantize_scheme: dict[str, Any] | None = None
         self._truncation_warned: set[int] = set()  # query lengths already warned about
@@ -292,6 +298,7 @@ class Encoder(BaseEncoder):
             "quantize": self.quantize,
             "quantize_scheme": self.quantize_scheme,
             "storage_dtype": self.storage_dtype,
+            "pool_factor": self.pool_factor,
             "remote_code": self.trust_remote_code and self.info.needs_remote_code,
             "fingerprint": self.fingerprint,
         }

@@ -51,8 +51,11 @@ class FakeEncoder(BaseEncoder):
         cache: MultivectorCache | None = None,
         batch_size: int = 32,
         name: str = "fake",
+        pool_factor: int = 1,
     ) -> None:
-        super().__init__(cache=cache, batch_size=batch_size, show_progress=False)
+        super().__init__(
+            cache=cache, batch_size=batch_size, show_progress=False, pool_factor=pool_factor
+        )
         self.dim = dim
         self.name = name
         self.calls = 0
