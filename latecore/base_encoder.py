@@ -29,6 +29,7 @@ import numpy as np
 
 from .cache import MultivectorCache, cache_key
 from .pooling import check_pool_factor, pool_tokenized, pool_vectors
+from .quantize import as_stored
 from .tokens import Span, TokenizedText
 from .validation import check_positive, check_texts
 
@@ -268,7 +269,7 @@ class BaseEncoder(ABC):
             fresh = self._run_model(list(missing), is_query=False)
             self._cache.put_many(list(missing.values()), fresh)
             rounded = {
-                text: a.astype(self._cache.dtype).astype(np.float32)
+                text: as_stored(a, self._cache.dtype)
                 for text, a in zip(missing, fresh, strict=True)
             }
             result = [rounded[t] if a is None else a for t, a in zip(cleaned, result, strict=True)]
@@ -344,12 +345,11 @@ class BaseEncoder(ABC):
             encoded = self._encode_with_tokens(cleaned, is_query=is_query)
         if not is_query and self.pool_factor > 1:
             encoded = [pool_tokenized(item, self.pool_factor) for item in encoded]
-        storage = np.dtype(self.storage_dtype)
         result = []
         for item in encoded:
             vectors = np.ascontiguousarray(item.vectors, dtype=np.float32)
-            if not is_query and storage != np.float32:
-                vectors = vectors.astype(storage).astype(np.float32)
+            if not is_query:
+                vectors = as_stored(vectors, self.storage_dtype)
             result.append(replace(item, vectors=vectors))
         return result
 
