@@ -31,7 +31,7 @@ Examples
 (1, ['b'], 1)
 >>> mapped.add(["c"], ["z"], [{}], [np.zeros((3, 2))])
 >>> mapped.token_counts([0, 1]).tolist(), mapped.score([np.ones((1, 2))]).tolist()
-[[1, 3], [[2.0, 0.0]]]
+([1, 3], [[2.0, 0.0]])
 """
 
 from __future__ import annotations

@@ -4,8 +4,10 @@ A vector ``v`` is stored as ``codes = round(v / scale)`` with ``scale = max|v| /
 (its largest component maps to ±127), and read back as ``codes * scale``. With
 one scale per token vector, each vector uses its whole int8 range: 1 byte per
 dimension plus 4 bytes per vector (100 bytes per token at dim 96, against 192
-for float16). A single scale per dimension (shared by every vector) was
-measured against it (``docs/benchmarks.md#token-pooling``) and kept more error.
+for float16). A single scale per dimension (shared by every vector) ranked the
+same within a few thousandths in ``benchmarks/eval_pooling.py``
+(``docs/benchmarks.md#token-pooling``) but depends on the whole corpus, so an add
+could need every vector re-quantized: the per-vector scale needs nothing else.
 Scoring multiplies each int8 block by its scales inside the GEMM loop
 (:class:`~latecore.maxsim.PackedDocuments`): no float copy of the whole corpus is
 ever made.
@@ -17,7 +19,7 @@ Examples
 >>> codes, scales = quantize_int8(v)
 >>> codes.tolist(), round(float(scales[0]) * 127, 6)
 ([[95, -127, 0]], 0.8)
->>> np.abs(dequantize_int8(codes, scales) - v).max() < 0.004
+>>> bool(np.abs(dequantize_int8(codes, scales) - v).max() < 0.004)
 True
 """
 
