@@ -20,7 +20,7 @@ Rows, each one exact ``LateIndex``:
 Columns: nDCG@10 and Recall@100 (trec_eval definitions, ``latecore.evaluate``),
 the stored vectors as a fraction of unpooled, store bytes per token, and
 recall@10 against the ``pool 1, float16`` ranking (the share of its top 10 each
-row finds). Then the acceptance lines: pool 2 within 0.01 nDCG@10 of pool 1;
+row finds). Then the acceptance lines: pool 2 at most 0.01 nDCG@10 below pool 1;
 int8 recall@10 against float16 >= 0.99 and nDCG@10 within 0.005.
 
 Run: ``python benchmarks/eval_pooling.py`` (about a minute once the cache is warm).
@@ -151,8 +151,8 @@ def run_set(name: str, collection: Collection, encoder: Encoder) -> list[str]:
     base = results["pool 1, float16"]
     checks = [
         (
-            "pool 2 nDCG@10 within 0.01 of pool 1",
-            abs(results["pool 2, float16"]["nDCG@10"] - base["nDCG@10"]) <= 0.01,
+            "pool 2 nDCG@10 at most 0.01 below pool 1",
+            results["pool 2, float16"]["nDCG@10"] >= base["nDCG@10"] - 0.01 - 1e-9,
         ),
         (
             "int8 recall@10 vs float16 >= 0.99",
