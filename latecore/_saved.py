@@ -30,7 +30,14 @@ from ._atomic import OpenedDirectory
 from ._files import FileRecords, check_files, list_files, record_files
 from .backends import reopen_backend
 from .engine_store import EngineStore
-from .errors import FingerprintMismatchError, IndexChangedError, IndexFormatError, LatecoreError
+from .errors import (
+    FingerprintMismatchError,
+    IndexChangedError,
+    IndexFormatError,
+    InputError,
+    LatecoreError,
+)
+from .mapped_store import MappedStore
 from .store import DocumentStore, MemoryStore
 
 if TYPE_CHECKING:
@@ -98,8 +105,9 @@ def write_index(
     (directory / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
 
 
-def read_index(directory: Path, encoder: BaseEncoder) -> SavedIndex:
-    """Read the index saved in ``directory`` for ``encoder``.
+def read_index(directory: Path, encoder: BaseEncoder, *, mmap: bool = False) -> SavedIndex:
+    """Read the index saved in ``directory`` for ``encoder`` (``mmap``: its vectors
+    memory-mapped, :class:`~latecore.mapped_store.MappedStore`).
 
     Raises
     ------
@@ -121,6 +129,13 @@ def read_index(directory: Path, encoder: BaseEncoder) -> SavedIndex:
     store_class = STORES.get(entry.get("name", ""))
     if store_class is None:
         raise IndexFormatError(f"{directory} uses an unknown store {entry.get('name')!r}")
+    if mmap and store_class is not MemoryStore:
+        raise InputError(
+            f"mmap=True maps the vectors of an index that keeps them in its store; {directory} "
+            f"keeps them in its engine (store {entry.get('name')!r}): load it without mmap"
+        )
+    if mmap:
+        store_class = MappedStore
     files = manifest.get("files")
     if files is not None:
         try:
@@ -138,7 +153,12 @@ def read_index(directory: Path, encoder: BaseEncoder) -> SavedIndex:
 
 @contextmanager
 def opened_index(
-    path: Path, encoder: BaseEncoder, backend: str | Backend | None, options: Mapping[str, Any]
+    path: Path,
+    encoder: BaseEncoder,
+    backend: str | Backend | None,
+    options: Mapping[str, Any],
+    *,
+    mmap: bool = False,
 ) -> Iterator[tuple[DocumentStore, Backend, SavedState | None]]:
     """The store, backend and saved state of the index saved at ``path``, for the body to
     attach (see the module docstring); the directory is read through one handle
@@ -158,7 +178,7 @@ def opened_index(
     chosen: Backend | None = None
     with opened:
         try:
-            saved = read_index(opened.path, encoder)
+            saved = read_index(opened.path, encoder, mmap=mmap)
             chosen, state = reopen_backend(
                 saved.backend, opened.path, backend, saved_at=path.resolve(), **options
             )

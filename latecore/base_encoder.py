@@ -30,6 +30,8 @@ import numpy as np
 from .batching import DEFAULT_MAX_BATCH, BatchStats, MicroBatcher, check_batch_wait_ms
 from .cache import cache_key
 from .caches import CacheLocation, DocumentCache, open_cache
+from .pooling import check_pool_factor, pool_tokenized, pool_vectors
+from .quantize import as_stored
 from .tokens import Span, TokenizedText
 from .validation import check_positive, check_texts
 
@@ -153,6 +155,11 @@ class BaseEncoder(ABC):
         How long a pass that already has company waits for more callers before
         it starts (a lone call never waits). ``0`` (default): take what queued
         while the previous pass ran.
+    pool_factor
+        Token pooling of documents (:mod:`latecore.pooling`): keep about
+        ``1/pool_factor`` of each document's vectors, as cluster means. ``1``
+        (default) keeps every vector. Queries are never pooled. Part of the
+        fingerprint (and so of the cache key) when above 1.
     """
 
     def __init__(
@@ -163,8 +170,10 @@ class BaseEncoder(ABC):
         show_progress: bool | None = None,
         max_batch: int = DEFAULT_MAX_BATCH,
         batch_wait_ms: float = 0.0,
+        pool_factor: int = 1,
     ) -> None:
         self._cache = _opened(cache)
+        self.pool_factor = check_pool_factor(pool_factor)
         self.batch_size = check_positive(batch_size, "batch_size")
         self.show_progress = progress_enabled(show_progress)
         self._model_lock = threading.RLock()
@@ -212,6 +221,8 @@ class BaseEncoder(ABC):
         """What :attr:`fingerprint` is computed from."""
         fields = dict(self._model_fingerprint_fields())
         fields["storage_dtype"] = self.storage_dtype
+        if self.pool_factor > 1:  # only when set: unpooled fingerprints stay as they were
+            fields["pool_factor"] = self.pool_factor
         fields["fingerprint_version"] = FINGERPRINT_VERSION
         return fields
 
@@ -269,7 +280,10 @@ class BaseEncoder(ABC):
                     document_seconds=done.document_seconds + seconds,
                 )
             )
-        return [np.ascontiguousarray(a, dtype=np.float32) for a in arrays]
+        result = [np.ascontiguousarray(a, dtype=np.float32) for a in arrays]
+        if is_query or self.pool_factor == 1:
+            return result
+        return [pool_vectors(a, self.pool_factor)[0] for a in result]
 
     def encode_queries(self, texts: Sequence[str]) -> list[np.ndarray]:
         """Multivectors of queries, float32 ``(n_tokens, dim)`` each. Queries are not cached."""
@@ -301,7 +315,7 @@ class BaseEncoder(ABC):
             fresh = self._run_model(list(missing), is_query=False)
             self._cache.put_many(list(missing.values()), fresh)
             rounded = {
-                text: a.astype(self._cache.dtype).astype(np.float32)
+                text: as_stored(a, self._cache.dtype)
                 for text, a in zip(missing, fresh, strict=True)
             }
             result = [rounded[t] if a is None else a for t, a in zip(cleaned, result, strict=True)]
@@ -375,12 +389,13 @@ class BaseEncoder(ABC):
             return []
         with self._model_lock:
             encoded = self._encode_with_tokens(cleaned, is_query=is_query)
-        storage = np.dtype(self.storage_dtype)
+        if not is_query and self.pool_factor > 1:
+            encoded = [pool_tokenized(item, self.pool_factor) for item in encoded]
         result = []
         for item in encoded:
             vectors = np.ascontiguousarray(item.vectors, dtype=np.float32)
-            if not is_query and storage != np.float32:
-                vectors = vectors.astype(storage).astype(np.float32)
+            if not is_query:
+                vectors = as_stored(vectors, self.storage_dtype)
             result.append(replace(item, vectors=vectors))
         return result
 

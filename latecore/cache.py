@@ -36,6 +36,7 @@ import xxhash
 from diskcache.core import DEFAULT_SETTINGS, ENOVAL, METADATA, MODE_BINARY, MODE_RAW
 
 from ._hot import HotTier
+from .quantize import dequantize_int8, quantize_int8
 
 __all__ = [
     "CACHE_SCHEMA_VERSION",
@@ -54,7 +55,7 @@ logger = logging.getLogger(__name__)
 CACHE_SCHEMA_VERSION = 1
 """Bumped whenever the key derivation or the value framing changes."""
 
-StorageDtype = Literal["float16", "float32"]
+StorageDtype = Literal["float16", "float32", "int8"]
 
 _READ_CHUNK = 256
 """Keys per SELECT in get_many (well below SQLite's limit on bound parameters)."""
@@ -64,8 +65,10 @@ _FRAME_VERSION = 2
 # magic, frame version, dtype code, 2 pad bytes, rows, cols, XXH3-64 of the payload.
 # (Version 1 used CRC-32, 12x slower to verify; its frames now read as misses.)
 _HEADER = struct.Struct("<4sBBxxIIQ")
-_DTYPE_CODES: dict[str, int] = {"float16": 1, "float32": 2}
+_DTYPE_CODES: dict[str, int] = {"float16": 1, "float32": 2, "int8": 3}
 _CODE_DTYPES = {code: np.dtype(name) for name, code in _DTYPE_CODES.items()}
+_INT8 = _DTYPE_CODES["int8"]
+"""int8 frames carry ``rows`` float32 scales, then the int8 codes (:mod:`latecore.quantize`)."""
 
 _ALL_IN_SQLITE = 2**31 - 1
 """``disk_min_file_size``: every value stays inside SQLite (no value files to read or remove)."""
@@ -140,7 +143,11 @@ def encode_multivector(array: np.ndarray, dtype: StorageDtype = "float16") -> by
     """
     if array.ndim != 2:
         raise ValueError(f"a multivector must be 2-D (n_tokens, dim), got shape {array.shape}")
-    payload = np.ascontiguousarray(array, dtype=dtype).tobytes()
+    if dtype == "int8":
+        codes, scales = quantize_int8(array)
+        payload = scales.tobytes() + codes.tobytes()
+    else:
+        payload = np.ascontiguousarray(array, dtype=dtype).tobytes()
     header = _HEADER.pack(
         _MAGIC,
         _FRAME_VERSION,
@@ -155,13 +162,16 @@ def encode_multivector(array: np.ndarray, dtype: StorageDtype = "float16") -> by
 def decode_multivector(data: object) -> np.ndarray | None:
     """Parse bytes made by :func:`encode_multivector`; ``None`` if they are not valid.
 
-    The returned array is a read-only view in the stored dtype.
+    The returned array is a read-only view in the stored dtype (an int8 frame
+    reads as its float32 values, codes times scales).
 
     Examples
     --------
     >>> good = encode_multivector(np.zeros((2, 3), dtype=np.float32))
     >>> decode_multivector(good).dtype
     dtype('float16')
+    >>> decode_multivector(encode_multivector(np.ones((2, 3)), "int8")).tolist()
+    [[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]
     >>> decode_multivector(good[:-1]) is None
     True
     >>> decode_multivector(b"\\x80\\x04pickled") is None
@@ -174,11 +184,18 @@ def decode_multivector(data: object) -> np.ndarray | None:
         return None
     dtype = _CODE_DTYPES[code]
     payload = memoryview(data)[_HEADER.size :]
+    scale_bytes = 4 * rows if code == _INT8 else 0
     if (
-        len(payload) != rows * cols * dtype.itemsize
+        len(payload) != scale_bytes + rows * cols * dtype.itemsize
         or xxhash.xxh3_64_intdigest(payload) != checksum
     ):
         return None
+    if code == _INT8:
+        scales = np.frombuffer(payload[:scale_bytes], dtype=np.float32)
+        codes = np.frombuffer(payload[scale_bytes:], dtype=np.int8).reshape(rows, cols)
+        array = dequantize_int8(codes, scales)
+        array.flags.writeable = False
+        return array
     array = np.frombuffer(payload, dtype=dtype).reshape(rows, cols)
     array.flags.writeable = False
     return array
@@ -350,7 +367,9 @@ class MultivectorCache:
         :func:`default_cache_dir`.
     dtype
         Storage dtype, ``"float16"`` (default: half the disk, MaxSim scores within
-        1e-3) or ``"float32"`` (exact).
+        1e-3), ``"float32"`` (exact) or ``"int8"`` (one byte per dimension and a
+        float32 scale per vector, :mod:`latecore.quantize`; entries read back as
+        float32, the same checksum guards them).
     size_limit
         Upper bound on the on-disk volume in bytes (default 4 GiB). When a write
         takes the volume over it, diskcache evicts the *least recently stored*
@@ -393,7 +412,7 @@ class MultivectorCache:
         timeout: float = 10.0,
     ) -> None:
         if dtype not in _DTYPE_CODES:
-            raise ValueError(f"dtype must be 'float16' or 'float32', got {dtype!r}")
+            raise ValueError(f"dtype must be 'float16', 'float32' or 'int8', got {dtype!r}")
         if size_limit <= 0:
             raise ValueError(f"size_limit must be a positive number of bytes, got {size_limit}")
         self.directory = Path(directory) if directory is not None else default_cache_dir()

@@ -1,10 +1,8 @@
 """Encoders: texts in, one float32 ``(n_tokens, dim)`` multivector per text out.
 
-:class:`Encoder` runs a ``pylate`` ColBERT model on top of
-:class:`~latecore.base_encoder.BaseEncoder` (input checks, the document cache,
-the fingerprint, thread safety), and :func:`load_encoder` is
-the one rule adapters follow to get an encoder.
-"""
+:class:`Encoder` runs a ``pylate`` ColBERT model on top of :class:`~latecore.base_encoder.
+BaseEncoder` (input checks, cache, fingerprint, threads, batching, pooling);
+:func:`load_encoder` is the one rule adapters follow to get an encoder."""
 
 from __future__ import annotations
 
@@ -33,9 +31,8 @@ logger = logging.getLogger(__name__)
 
 ZERO_SHOT_QUERY_LENGTH = 64
 """Query length of a zero-shot checkpoint (no expansion to train for): long questions are
-kept whole. Chosen against pylate's 32 on an external collection of long questions and on
-the project's own sets (``benchmarks/eval_hybrid.py``): the figures are in
-``docs/benchmarks.md#hybrid-search``."""
+kept whole. Chosen against pylate's 32 on long external questions and the project's sets
+(``benchmarks/eval_hybrid.py``; figures in ``docs/benchmarks.md#hybrid-search``)."""
 
 CHARS_PER_TOKEN_BOUND = 100
 """Upper bound on the characters one token covers (used to cut huge texts early)."""
@@ -121,9 +118,9 @@ class Encoder(BaseEncoder):
         Allow a checkpoint's own Python code to run (off by default).
     allow_unsafe_checkpoint
         Allow pickle-only weights and non-torch activations in Dense configs.
-    max_batch, batch_wait_ms
-        Micro-batching of concurrent calls (see :class:`BaseEncoder`,
-        ``docs/batching.md``). ``max_batch=None``: 32, or 1 (off) with
+    max_batch, batch_wait_ms, pool_factor
+        Micro-batching of concurrent calls and token pooling of documents (see
+        :class:`BaseEncoder`). ``max_batch=None``: 32, or 1 (off) with
         ``quantize="int8"``, whose vectors depend on the texts batched together.
     """
 
@@ -144,6 +141,7 @@ class Encoder(BaseEncoder):
         quantize: Quantize | None = None,
         max_batch: int | None = None,
         batch_wait_ms: float = 0.0,
+        pool_factor: int = 1,
     ) -> None:
         self.quantize = _check_quantize(quantize, device)
         super().__init__(
@@ -154,6 +152,7 @@ class Encoder(BaseEncoder):
             if max_batch is None
             else max_batch,
             batch_wait_ms=batch_wait_ms,
+            pool_factor=pool_factor,
         )
         self.quantize_scheme: dict[str, Any] | None = None
         self._truncation_warned: set[int] = set()  # query lengths already warned about
@@ -310,6 +309,7 @@ class Encoder(BaseEncoder):
             "storage_dtype": self.storage_dtype,
             "max_batch": self.max_batch,
             "batch_wait_ms": self.batch_wait_ms,
+            "pool_factor": self.pool_factor,
             "remote_code": self.trust_remote_code and self.info.needs_remote_code,
             "fingerprint": self.fingerprint,
         }

@@ -53,6 +53,11 @@ class EngineStore(RecordedStore):
     holds_vectors = False
 
     def __init__(self, dtype: StorageDtype = "float16") -> None:
+        if dtype == "int8":
+            raise ValueError(
+                "vectors='engine' keeps the vectors in the engine, as float16 or float32; "
+                "int8 storage needs vectors='local' (the engine then gets float vectors)"
+            )
         super().__init__(dtype)
         self._lengths = np.zeros(0, dtype=np.int64)
         self._dim = 0

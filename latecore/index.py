@@ -20,6 +20,7 @@ from .base_encoder import BaseEncoder
 from .engine_store import EngineStore
 from .filters import FilterSpec, compile_filter
 from .index_view import IndexView
+from .memory import MemoryReport, memory_report
 from .results import SearchHit
 from .searcher import Searcher, check_documents, check_ids, check_queries
 from .store import DocumentStore, MemoryStore, StoreView, check_vectors
@@ -40,7 +41,7 @@ class LateIndex(Searcher[SearchHit]):
     encoder
         The encoder for documents and queries; its cache (if any) is used.
     dtype
-        Storage dtype of the vectors, ``"float16"`` (default) or ``"float32"``.
+        Storage dtype of the vectors, ``"float16"`` (default), ``"float32"`` or ``"int8"``.
     backend
         ``"exact"`` (default), ``"warp"``, ``"qdrant"``, ``"lancedb"`` or
         ``"plaid"``, or a :class:`~latecore.backends.Backend` instance.
@@ -86,11 +87,7 @@ class LateIndex(Searcher[SearchHit]):
         self._setup(encoder, store, chosen, None)
 
     def _setup(
-        self,
-        encoder: BaseEncoder,
-        store: DocumentStore,
-        backend: Backend,
-        saved: SavedState | None,
+        self, encoder: BaseEncoder, store: DocumentStore, backend: Backend, saved: SavedState | None
     ) -> None:
         if not store.holds_vectors and not backend.serves_vectors:
             backend.close()
@@ -171,7 +168,7 @@ class LateIndex(Searcher[SearchHit]):
         texts, new_ids, metas = check_documents(texts, ids, metadatas)
         if not texts:
             return []
-        vectors = [np.asarray(v, dtype=self.dtype) for v in self.encoder.encode_documents(texts)]
+        vectors = self._store.as_stored(self.encoder.encode_documents(texts))
         with self._lock:
             check_vectors(vectors, self._store.dim if len(self) else 0)
             # The backend first: if it fails, the store is unchanged.
@@ -197,9 +194,7 @@ class LateIndex(Searcher[SearchHit]):
             raise TypeError(f"LateIndex.search takes no options {sorted(options)}")
         check_count(k, "k")
         queries, compiled = check_queries(queries), compile_filter(filter)
-        if not queries:
-            return []
-        if not len(self) or k == 0:
+        if not queries or not len(self) or k == 0:
             return [[] for _ in queries]
         return self.search_vectors(self.encoder.encode_queries(queries), k, filter=compiled)
 
@@ -211,6 +206,11 @@ class LateIndex(Searcher[SearchHit]):
         with self.view() as view:
             rankings = view.rank(queries, k, view.select(compile_filter(filter)))
             return [view.hits(r.positions, r.scores.tolist()) for r in rankings]
+
+    def memory(self) -> MemoryReport:
+        """Bytes per stored token of the store, the engine's index and the cache."""
+        with self._lock:
+            return memory_report(self._store, self._backend, self.encoder)
 
     def count(self, filter: FilterSpec = None) -> int:
         """How many documents ``filter`` holds for (all of them without one)."""
@@ -274,6 +274,7 @@ class LateIndex(Searcher[SearchHit]):
         /,
         *,
         backend: str | Backend | None = None,
+        mmap: bool = False,
         **backend_options: Any,
     ) -> LateIndex:
         """Read an index written by :meth:`save`.
@@ -281,18 +282,18 @@ class LateIndex(Searcher[SearchHit]):
         The index gets the backend it was saved with, its saved settings updated
         by ``backend_options`` (``url=``, ``api_key=`` for a Qdrant server: a saved
         index names neither). Another ``backend`` indexes the documents anew.
+        ``mmap=True`` maps the vectors read-only (:mod:`latecore.mapped_store`, docs/memory.md).
 
         Raises
         ------
         FingerprintMismatchError
-            If ``encoder`` could produce different vectors than the one the index
-            was built with; the message names both fingerprints and what differs.
+            If ``encoder`` could produce other vectors than the index's (it says what differs).
         IndexFormatError
             If the directory is not a saved LateIndex, or is damaged.
         IndexChangedError
             If another process saved over it while it was being read: load again.
         """
-        with opened_index(Path(path), encoder, backend, backend_options) as opened:
+        with opened_index(Path(path), encoder, backend, backend_options, mmap=mmap) as opened:
             index = cls.__new__(cls)
             index._setup(encoder, *opened)
         return index

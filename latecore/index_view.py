@@ -112,7 +112,7 @@ class IndexView:
             raise ValueError(f"got {len(queries)} queries but {len(wanted)} position lists")
         union = np.unique(np.concatenate(wanted)) if wanted else np.zeros(0, np.int64)
         vectors = self.vectors(union) if len(union) else []
-        dtype = self.store.dtype
+        dtype = self.store.vector_dtype
         scores = []
         for query, these in zip(queries, wanted, strict=True):
             if not len(these):

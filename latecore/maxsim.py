@@ -51,6 +51,7 @@ class PackedDocuments:
         self, documents: Sequence[np.ndarray], dtype: np.dtype[Any] | type = np.float32
     ) -> None:
         self.dtype = np.dtype(dtype)
+        self.scales: NDArray[np.float32] | None = None
         arrays = [np.asarray(d) for d in documents]
         dims = {a.shape[1] for a in arrays if a.ndim == 2}
         for i, a in enumerate(arrays):
@@ -69,9 +70,27 @@ class PackedDocuments:
             self.matrix[start:end] = a
 
     @classmethod
-    def from_parts(cls, matrix: np.ndarray, offsets: np.ndarray) -> PackedDocuments:
-        """Wrap an already packed matrix and its ``len + 1`` boundary offsets."""
+    def from_parts(
+        cls, matrix: np.ndarray, offsets: np.ndarray, scales: np.ndarray | None = None
+    ) -> PackedDocuments:
+        """Wrap an already packed matrix and its ``len + 1`` boundary offsets.
+
+        ``scales`` (float32, one per row) makes ``matrix`` int8 codes of the vectors
+        ``codes * scale`` (:mod:`latecore.quantize`): each block is scaled as it is
+        upcast, so no float copy of the whole matrix is made. ``matrix`` may be a
+        memory map: a block is read when it is scored.
+
+        Examples
+        --------
+        >>> codes = np.array([[127, 0], [0, 127]], dtype=np.int8)
+        >>> packed = PackedDocuments.from_parts(codes, np.array([0, 2]), np.array([0.5, 1.0]))
+        >>> packed.score([np.array([[1.0, 1.0]], dtype=np.float32)]).round(3).tolist()
+        [[127.0]]
+        """
+        if scales is not None and (matrix.dtype != np.int8 or len(scales) != matrix.shape[0]):
+            raise ValueError("scales go with an int8 matrix, one scale per row")
         packed = cls.__new__(cls)
+        packed.scales = None if scales is None else np.asarray(scales, dtype=np.float32)
         packed.matrix = matrix
         packed.dtype = matrix.dtype
         packed.offsets = np.asarray(offsets, dtype=np.int64)
@@ -93,6 +112,14 @@ class PackedDocuments:
     def document(self, i: int) -> np.ndarray:
         """The token vectors of document ``i`` (a view)."""
         return self.matrix[self.offsets[i] : self.offsets[i + 1]]
+
+    def document_float32(self, i: int) -> np.ndarray:
+        """The token vectors of document ``i`` as float32 (int8: codes times scales)."""
+        rows = self.document(i)
+        if self.scales is None:
+            return np.asarray(rows, dtype=np.float32)
+        scales = self.scales[self.offsets[i] : self.offsets[i + 1]]
+        return rows.astype(np.float32) * scales[:, None]
 
     def blocks(self, block_tokens: int = BLOCK_TOKENS) -> list[tuple[int, int]]:
         """Document ranges ``[first, last)`` whose tokens add up to about ``block_tokens``."""
@@ -145,6 +172,8 @@ class PackedDocuments:
             block = torch.from_numpy(self.matrix[start:end])
             if block.dtype != torch.float32:
                 block = upcast[:width].copy_(block)
+            if self.scales is not None:
+                block.mul_(torch.from_numpy(self.scales[start:end]).unsqueeze(1))
             out = products[: n_rows * width].reshape(n_rows, width)
             torch.mm(query_t, block.T, out=torch.from_numpy(out))
             maxima = np.maximum.reduceat(out, self.offsets[first:last] - start, axis=1)

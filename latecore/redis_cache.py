@@ -291,9 +291,10 @@ class RedisCache:
         self._succeeded()
         arrays = {}
         values = (value for reply in replies for value in reply)
+        decoded = np.dtype(np.float32 if self.dtype == "int8" else self.dtype)  # int8 reads scaled
         for key, value in zip(keys, values, strict=True):
             array = decode_multivector(value)
-            if array is not None and array.dtype == np.dtype(self.dtype):
+            if array is not None and array.dtype == decoded:
                 arrays[key] = array
         return arrays
 

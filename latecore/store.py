@@ -50,6 +50,7 @@ import numpy as np
 from .errors import IndexFormatError
 from .filters import Filter, MetadataColumns
 from .maxsim import PackedDocuments, top_k
+from .quantize import as_stored, quantize_int8
 from .records import DOCUMENTS_FILE, LENGTHS_FILE, DocumentRecords, StoredDocument, load_records
 from .validation import StorageDtype, check_dtype
 
@@ -68,6 +69,7 @@ __all__ = [
 ]
 
 VECTORS_FILE = "vectors.npy"
+SCALES_FILE = "scales.npy"
 
 
 class Ranking(NamedTuple):
@@ -176,6 +178,17 @@ class StoreView(ABC):
         """Storage dtype of the token vectors."""
 
     @property
+    def vector_dtype(self) -> np.dtype[Any]:
+        """dtype of the arrays :meth:`vectors` returns: :attr:`dtype`, float32 for int8."""
+        return np.dtype(np.float32) if self.dtype == np.int8 else self.dtype
+
+    def as_stored(self, vectors: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """``vectors`` as this store keeps them, in :attr:`vector_dtype` (int8: rounded)."""
+        if self.dtype == np.int8:
+            return [as_stored(v, self.dtype) for v in vectors]
+        return [np.asarray(v, dtype=self.dtype) for v in vectors]
+
+    @property
     @abstractmethod
     def n_tokens(self) -> int:
         """Total number of stored token vectors."""
@@ -249,7 +262,7 @@ class StoreView(ABC):
         IndexFormatError
             Naming up to five documents whose vectors disagree with the index.
         """
-        arrays = [np.asarray(v, dtype=self.dtype) for v in vectors]
+        arrays = [np.asarray(v, dtype=self.vector_dtype) for v in vectors]
         expected = [(int(n), self.dim) for n in self.token_counts(positions)]
         got = [a.shape for a in arrays]
         if got != expected:
@@ -265,7 +278,7 @@ class StoreView(ABC):
         """The documents at ``positions`` (default: all) packed for scoring."""
         if positions is None:
             positions = np.arange(len(self))
-        return PackedDocuments(self.vectors(positions), dtype=self.dtype)
+        return PackedDocuments(self.vectors(positions), dtype=self.vector_dtype)
 
     def score(
         self, queries: Sequence[np.ndarray], positions: Sequence[int] | np.ndarray | None = None
@@ -289,7 +302,7 @@ class StoreView(ABC):
         unique = np.unique(np.asarray(positions, dtype=np.int64))
         if not len(unique) or k == 0:
             return Ranking.empty()
-        return rank_vectors(query, unique, self.vectors(unique), k, self.dtype)
+        return rank_vectors(query, unique, self.vectors(unique), k, self.vector_dtype)
 
 
 class DocumentStore(StoreView):
@@ -431,7 +444,10 @@ class MemoryStore(RecordedStore):
     ----------
     dtype
         Storage dtype: ``"float16"`` (default, half the memory; scores within
-        ~1e-3) or ``"float32"``. Scoring always computes in float32.
+        ~1e-3), ``"float32"`` or ``"int8"`` (one byte per dimension and a float32
+        scale per vector, :mod:`latecore.quantize`; :meth:`vectors` returns float32
+        copies, whole-store scoring scales block by block). Scoring always
+        computes in float32.
     """
 
     name = "memory"
@@ -440,6 +456,9 @@ class MemoryStore(RecordedStore):
         super().__init__(dtype)
         self._offsets = np.zeros(1, dtype=np.int64)
         self._matrix = np.zeros((0, 0), dtype=self._dtype)
+        self._scales: np.ndarray | None = (
+            np.zeros(0, dtype=np.float32) if self._dtype == np.int8 else None
+        )
         self._packed: PackedDocuments | None = None
 
     def __repr__(self) -> str:
@@ -458,7 +477,8 @@ class MemoryStore(RecordedStore):
     @property
     def nbytes(self) -> int:
         """Bytes of the stored token vectors (capacity not yet used excluded)."""
-        return self.n_tokens * self.dim * self._dtype.itemsize
+        scales = 4 if self._scales is not None else 0
+        return self.n_tokens * (self.dim * self._dtype.itemsize + scales)
 
     def token_counts(self, positions: Sequence[int] | np.ndarray) -> np.ndarray:
         """Token count of each document at ``positions``."""
@@ -466,8 +486,11 @@ class MemoryStore(RecordedStore):
         return self._offsets[positions + 1] - self._offsets[positions]
 
     def vectors(self, positions: Sequence[int] | np.ndarray) -> list[np.ndarray]:
-        """Views into the packed matrix (storage dtype)."""
+        """Views into the packed matrix (storage dtype; int8: float32 copies)."""
         offsets = self._offsets
+        if self._scales is not None:
+            packed = self.packed()
+            return [packed.document_float32(p) for p in np.asarray(positions).tolist()]
         return [
             self._matrix[offsets[p] : offsets[p + 1]]
             for p in np.asarray(positions, dtype=np.int64).tolist()
@@ -478,8 +501,9 @@ class MemoryStore(RecordedStore):
         if positions is not None:
             return super().packed(positions)
         if self._packed is None:
+            scales = None if self._scales is None else self._scales[: self.n_tokens]
             self._packed = PackedDocuments.from_parts(
-                self._matrix[: self.n_tokens], self._offsets.copy()
+                self._matrix[: self.n_tokens], self._offsets.copy(), scales
             )
         return self._packed
 
@@ -495,6 +519,7 @@ class MemoryStore(RecordedStore):
             return
         dim = self._check_added(ids, texts, metadatas, vectors)
         arrays = [np.asarray(v) for v in vectors]
+        quantized = [quantize_int8(a) for a in arrays] if self._scales is not None else None
         self.remove(ids)
         lengths = np.array([a.shape[0] for a in arrays], dtype=np.int64)
         start = self.n_tokens
@@ -505,8 +530,14 @@ class MemoryStore(RecordedStore):
             if start:
                 grown[:start] = self._matrix[:start]
             self._matrix = grown
+            if self._scales is not None:
+                self._scales = np.concatenate(
+                    [self._scales[:start], np.empty(capacity - start, np.float32)]
+                )
         row = start
-        for a in arrays:
+        for i, a in enumerate(arrays):
+            if quantized is not None and self._scales is not None:
+                a, self._scales[row : row + a.shape[0]] = quantized[i]
             self._matrix[row : row + a.shape[0]] = a
             row += a.shape[0]
         self._offsets = np.concatenate([self._offsets, start + np.cumsum(lengths)])
@@ -521,13 +552,16 @@ class MemoryStore(RecordedStore):
         lengths = np.diff(self._offsets)
         kept_tokens = np.repeat(keep, lengths)
         self._matrix = np.ascontiguousarray(self._matrix[: self.n_tokens][kept_tokens])
+        if self._scales is not None:
+            self._scales = self._scales[: len(kept_tokens)][kept_tokens]
         self._offsets = np.concatenate([[0], np.cumsum(lengths[keep])]).astype(np.int64)
         self._records.keep(keep)
         self._packed = None
         return int(len(keep) - keep.sum())
 
     def save(self, directory: Path) -> dict[str, Any]:
-        """Write ``vectors.npy``, ``lengths.npy`` and ``documents.jsonl``: nothing pickled.
+        """Write ``vectors.npy``, ``lengths.npy`` and ``documents.jsonl`` (int8: and
+        ``scales.npy``, float32): nothing pickled.
 
         Raises
         ------
@@ -536,6 +570,8 @@ class MemoryStore(RecordedStore):
         """
         self._records.save(directory / DOCUMENTS_FILE)
         np.save(directory / VECTORS_FILE, self._matrix[: self.n_tokens], allow_pickle=False)
+        if self._scales is not None:
+            np.save(directory / SCALES_FILE, self._scales[: self.n_tokens], allow_pickle=False)
         np.save(directory / LENGTHS_FILE, np.diff(self._offsets), allow_pickle=False)
         return {"name": self.name, "dtype": self._dtype.name, "count": len(self)}
 
@@ -546,10 +582,15 @@ class MemoryStore(RecordedStore):
         records, lengths = load_records(directory, entry)
         try:
             matrix = np.load(directory / VECTORS_FILE, allow_pickle=False)
+            if store._scales is not None:
+                store._scales = np.load(directory / SCALES_FILE, allow_pickle=False)
         except (OSError, ValueError) as error:
             raise IndexFormatError(f"{directory} is damaged: {error}") from error
-        if int(lengths.sum()) != matrix.shape[0]:
+        int8 = store._scales is not None
+        if int(lengths.sum()) != matrix.shape[0] or int8 != (matrix.dtype == np.int8):
             raise IndexFormatError(f"{directory} is damaged: vectors and documents disagree")
+        if store._scales is not None and store._scales.shape != (matrix.shape[0],):
+            raise IndexFormatError(f"{directory} is damaged: scales and vectors disagree")
         store._matrix = np.ascontiguousarray(matrix, dtype=store._dtype)
         if store._matrix.ndim != 2:
             raise IndexFormatError(f"{directory} is damaged: vectors are not a 2-D matrix")

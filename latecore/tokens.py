@@ -44,6 +44,11 @@ class TokenizedText:
         query or document marker).
     expansion
         Whether each token is a ``[MASK]`` added by query augmentation.
+    groups
+        For a pooled document (``pool_factor`` above 1, :mod:`latecore.pooling`):
+        the positions, in the unpooled token sequence, of the tokens each vector
+        pools; its token then joins theirs with ``" + "`` and its span runs from
+        the first of their spans to the last. ``None`` when nothing was pooled.
     """
 
     text: str
@@ -52,6 +57,7 @@ class TokenizedText:
     spans: tuple[Span | None, ...]
     special: tuple[bool, ...]
     expansion: tuple[bool, ...]
+    groups: tuple[tuple[int, ...], ...] | None = None
 
     def __post_init__(self) -> None:
         n = self.vectors.shape[0]

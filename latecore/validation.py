@@ -35,6 +35,7 @@ import numbers
 from typing import Literal
 
 __all__ = [
+    "FLOAT_DTYPES",
     "STORAGE_DTYPES",
     "StorageDtype",
     "check_count",
@@ -44,10 +45,14 @@ __all__ = [
     "check_texts",
 ]
 
-StorageDtype = Literal["float16", "float32"]
-"""Precision in which token vectors are stored (scoring always computes in float32)."""
+StorageDtype = Literal["float16", "float32", "int8"]
+"""Precision in which token vectors are stored (scoring always computes in float32);
+``int8`` keeps one float32 scale per vector (:mod:`latecore.quantize`)."""
 
-STORAGE_DTYPES: tuple[str, ...] = ("float16", "float32")
+STORAGE_DTYPES: tuple[str, ...] = ("float16", "float32", "int8")
+
+FLOAT_DTYPES: tuple[str, ...] = ("float16", "float32")
+"""The storage dtypes an engine's own vectors can take (``int8`` is latecore's store only)."""
 
 
 def _is_integer(value: object) -> bool:
@@ -130,18 +135,26 @@ def check_texts(texts: object, what: str, item: str = "text", items: str = "") -
     return checked
 
 
-def check_dtype(value: object, name: str = "dtype") -> StorageDtype:
-    """A storage dtype name, ``"float16"`` or ``"float32"``.
+def check_dtype(
+    value: object, name: str = "dtype", *, allowed: tuple[str, ...] = STORAGE_DTYPES
+) -> StorageDtype:
+    """A storage dtype name among ``allowed`` (default: ``"float16"``, ``"float32"``, ``"int8"``).
 
     Examples
     --------
-    >>> check_dtype("float32")
-    'float32'
+    >>> check_dtype("int8")
+    'int8'
     >>> check_dtype("bfloat16")
     Traceback (most recent call last):
     ...
-    ValueError: dtype must be 'float16' or 'float32', got 'bfloat16'
+    ValueError: dtype must be 'float16', 'float32' or 'int8', got 'bfloat16'
+    >>> check_dtype("int8", "datatype", allowed=FLOAT_DTYPES)
+    Traceback (most recent call last):
+    ...
+    ValueError: datatype must be 'float16' or 'float32', got 'int8'
     """
-    if value not in STORAGE_DTYPES:
-        raise ValueError(f"{name} must be 'float16' or 'float32', got {value!r}")
+    if value not in allowed:
+        names = [repr(a) for a in allowed]
+        wanted = ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
+        raise ValueError(f"{name} must be {wanted}, got {value!r}")
     return value  # type: ignore[return-value]

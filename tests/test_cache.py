@@ -175,7 +175,7 @@ def test_size_limit_evicts_least_recently_stored(tmp_path: Path) -> None:
 
 def test_bad_arguments_say_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="float16"):
-        MultivectorCache(tmp_path, dtype="int8")  # type: ignore[arg-type]
+        MultivectorCache(tmp_path, dtype="int4")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="2-D"):
         encode_multivector(np.ones(3, np.float32))
     with MultivectorCache(tmp_path / "c") as cache, pytest.raises(ValueError, match="keys"):

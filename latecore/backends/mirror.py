@@ -452,7 +452,7 @@ class MirrorBackend(Backend):
             else:
                 found_vectors = [rows[p].vectors for p in positions.tolist()]
                 vectors = store.checked_vectors(positions, found_vectors)
-                rankings.append(rank_vectors(query, positions, vectors, k, store.dtype))
+                rankings.append(rank_vectors(query, positions, vectors, k, store.vector_dtype))
         return rankings
 
     def fetch_vectors(self, ids: Sequence[str]) -> list[np.ndarray]:

@@ -54,6 +54,7 @@ class FakeEncoder(BaseEncoder):
         name: str = "fake",
         max_batch: int = DEFAULT_MAX_BATCH,
         batch_wait_ms: float = 0.0,
+        pool_factor: int = 1,
     ) -> None:
         super().__init__(
             cache=cache,
@@ -61,6 +62,7 @@ class FakeEncoder(BaseEncoder):
             show_progress=False,
             max_batch=max_batch,
             batch_wait_ms=batch_wait_ms,
+            pool_factor=pool_factor,
         )
         self.dim = dim
         self.name = name

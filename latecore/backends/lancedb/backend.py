@@ -13,7 +13,13 @@ from typing import Any, Literal
 import numpy as np
 
 from ...store import Selection, StoreView
-from ...validation import check_count, check_dtype, check_optional_count, check_positive
+from ...validation import (
+    FLOAT_DTYPES,
+    check_count,
+    check_dtype,
+    check_optional_count,
+    check_positive,
+)
 from ..base import document_digest
 from ..mirror import Candidate, MirrorBackend
 from .table import ID_COLUMN, VECTOR_COLUMN, LanceTable, import_lancedb, metadata_json, utf8
@@ -151,7 +157,7 @@ class LanceDBBackend(MirrorBackend):
         take_over: bool = False,
         show_progress: bool | None = None,
     ) -> None:
-        check_dtype(datatype, "datatype")
+        check_dtype(datatype, "datatype", allowed=FLOAT_DTYPES)
         for name, value in {
             "n_candidates": n_candidates,
             "nprobes": nprobes,

@@ -11,7 +11,7 @@ import numpy as np
 
 from ...muvera import MUVERA_DEFAULTS, Muvera
 from ...store import Selection, StoreView
-from ...validation import check_dtype, check_optional_count, check_positive
+from ...validation import FLOAT_DTYPES, check_dtype, check_optional_count, check_positive
 from ..base import SavedState
 from ..mirror import Candidate, MirrorBackend
 from .edge import EDGE_CONFIG, EdgeTable
@@ -147,7 +147,7 @@ class QdrantBackend(MirrorBackend):
         take_over: bool = False,
         show_progress: bool | None = None,
     ) -> None:
-        check_dtype(datatype, "datatype")
+        check_dtype(datatype, "datatype", allowed=FLOAT_DTYPES)
         for name, value in {
             "prefetch": prefetch,
             "batch_size": batch_size,
