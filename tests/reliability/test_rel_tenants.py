@@ -197,8 +197,8 @@ def test_no_search_sees_another_tenant_while_documents_move(index: LateIndex) ->
 
     results = [s for part in seen for s in part]
     assert len(results) >= SEARCHES
-    assert log.version() >= 100  # the writes really interleaved with the searches
-    assert sum(s.end > s.start for s in results) >= 100
+    assert log.version() >= SEARCHES // 100  # the writes really interleaved with the searches
+    assert sum(s.end > s.start for s in results) >= SEARCHES // 100
     exhaustive = index.backend.name in EXHAUSTIVE
     for s in results:
         assert all(t == s.tenant for t in s.tenants), s  # the returned metadata

@@ -113,7 +113,7 @@ def translate(node: Filter, store: StoreView) -> Condition:
         return found if node.op == "$eq" else Condition("must_not", children=(found,))
     if isinstance(node.value, str):
         return _ids(store, node)
-    return Condition("range", key=key, bounds=((node.op[1:], float(node.value)),))  # type: ignore[arg-type]
+    return Condition("range", key=key, bounds=((node.op[1:], float(node.value)),))
 
 
 def indexed_fields(condition: Condition) -> dict[str, PayloadType]:
