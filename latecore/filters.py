@@ -13,7 +13,8 @@ metadata:
 Semantics (the same on every backend; engines get a translation of it, and
 every hit is checked against it again before it is returned):
 
-- values are strings, numbers, booleans or ``None``; numbers compare with
+- values are strings, numbers (finite; integers within :data:`MAX_INTEGER`),
+  booleans or ``None``; numbers compare with
   numbers (``1 == 1.0``), strings with strings (ranges lexicographically, so
   ISO dates work), booleans only with booleans; a stored value of another
   type never matches an operator, it is not an error;
@@ -59,6 +60,7 @@ from .errors import InputError
 
 __all__ = [
     "MAX_DEPTH",
+    "MAX_INTEGER",
     "MAX_VALUES",
     "All",
     "AnyOf",
@@ -78,6 +80,10 @@ MAX_DEPTH = 32
 MAX_VALUES = 100_000
 """Most values one ``$in``/``$nin`` may list."""
 
+MAX_INTEGER = 2**53
+"""Largest integer magnitude a filter may name: integers up to it are exact as floats, which
+is how every backend compares numbers (a larger stored integer matches no operator)."""
+
 Scalar = str | int | float | bool | None
 
 COMPARISONS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte")
@@ -96,11 +102,22 @@ def _kind(value: object) -> int:
         return _NONE
     if isinstance(value, bool):
         return _BOOL
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if isinstance(value, float):
         return _NUMBER if math.isfinite(value) else _OTHER
+    if isinstance(value, int):
+        return _NUMBER if -MAX_INTEGER <= value <= MAX_INTEGER else _OTHER
     if isinstance(value, str):
         return _STRING
     return _OTHER
+
+
+def _utf8(text: str) -> bool:
+    """Whether ``text`` is valid Unicode (no lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class MetadataColumns:
@@ -146,21 +163,28 @@ class _Column:
             present,
             vocabulary,
         )
+        self.plain = True
+        """Every occurrence a string, number, boolean or ``None`` (not inside a list), no
+        list met on the way down the path, every string valid UTF-8: an engine that reads
+        the same JSON can evaluate conditions on the field natively."""
 
     @classmethod
     def build(cls, metadatas: Sequence[Mapping[str, Any]], path: tuple[str, ...]) -> _Column:
         docs: list[int] = []
         values: list[object] = []
         present = np.zeros(len(metadatas), dtype=bool)
+        plain = True
         for i, metadata in enumerate(metadatas):
             value: object = metadata
             for part in path:
                 if not isinstance(value, Mapping) or part not in value:
+                    plain = plain and not isinstance(value, list)
                     break
                 value = value[part]
             else:
                 present[i] = value is not None and value != []
                 items = value if isinstance(value, list) else [value]
+                plain = plain and not (isinstance(value, list) and None in items)
                 docs.extend([i] * len(items))
                 values.extend(items)
         kinds = np.array([_kind(v) for v in values], dtype=np.int8)
@@ -179,7 +203,9 @@ class _Column:
             strings_at = np.flatnonzero(kinds == _STRING)
             codes[strings_at] = [index[t] for t in texts]
         docs_array = np.array(docs, dtype=np.int64)
-        return cls(len(metadatas), docs_array, kinds, numbers, codes, present, vocabulary)
+        column = cls(len(metadatas), docs_array, kinds, numbers, codes, present, vocabulary)
+        column.plain = plain and not (kinds == _OTHER).any() and all(map(_utf8, texts))
+        return column
 
     def documents(self, hits: np.ndarray) -> np.ndarray:
         """The mask of documents with at least one occurrence where ``hits`` is true."""
@@ -388,10 +414,10 @@ def _compile(spec: Mapping[str, Any]) -> Filter:
     parts: list[Filter] = []
     for key, value in spec.items():
         if not isinstance(key, str):
-            raise InputError(f"filter keys must be strings, got {key!r}")
+            raise InputError(f"filter keys must be strings, got {_show(key)}")
         if key in ("$and", "$or"):
             if not isinstance(value, (list, tuple)) or not value:
-                raise InputError(f"{key} takes a non-empty list of filters, got {value!r:.80}")
+                raise InputError(f"{key} takes a non-empty list of filters, got {_show(value)}")
             children = []
             for child in value:
                 if not isinstance(child, Mapping) or not child:
@@ -404,7 +430,7 @@ def _compile(spec: Mapping[str, Any]) -> Filter:
             parts.append(Not(_compile(value)))
         elif key.startswith("$"):
             raise InputError(
-                f"unknown filter operator {key!r} at the top of a filter; use a field name, "
+                f"unknown filter operator {_show(key)} at the top of a filter; use a field name, "
                 "$and, $or or $not"
             )
         else:
@@ -412,11 +438,41 @@ def _compile(spec: Mapping[str, Any]) -> Filter:
     return parts[0] if len(parts) == 1 else All(tuple(parts))
 
 
+def _show(value: object, limit: int = 60) -> str:
+    """``value`` for a message: a short repr of a string or a small number, else its type
+    (never a huge or deeply nested repr).
+
+    Examples
+    --------
+    >>> _show("tenant"), _show("x" * 100, limit=3), _show(2**100), _show([[1]])
+    ("'tenant'", "'xxx...", 'int', 'list')
+    """
+    if isinstance(value, str):
+        shown = repr(value[:limit])
+        return shown if len(value) <= limit else shown[:-1] + "..."
+    if (
+        value is None
+        or isinstance(value, bool | float)
+        or (isinstance(value, int) and abs(value) < 10**15)
+    ):
+        return repr(value)
+    return type(value).__name__
+
+
+def _described(value: object) -> str:
+    """What a rejected filter value is, for a message."""
+    if isinstance(value, float):
+        return f"{value!r} (numbers must be finite)"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"an integer beyond +-2**53 (the largest exact as a float: {MAX_INTEGER:,})"
+    return type(value).__name__
+
+
 def _field(key: str) -> tuple[str, ...]:
     parts = tuple(key.split("."))
     if len(key) > 1024 or not all(_SEGMENT.fullmatch(p) for p in parts):
         raise InputError(
-            f"filter field {key!r:.80} is not a field name: dotted names of non-empty parts, "
+            f"filter field {_show(key)} is not a field name: dotted names of non-empty parts, "
             "without control characters, not starting with '$'"
         )
     return parts
@@ -427,8 +483,8 @@ def _scalar(value: object, key: str) -> Scalar:
     if kind == _OTHER:
         hint = "; use {'$in': [...]} to match several values" if isinstance(value, list) else ""
         raise InputError(
-            f"filter value for field {key!r} must be a string, number, boolean or None, "
-            f"got {type(value).__name__}{hint}"
+            f"filter value for field {_show(key)} must be a string, number, boolean or None, "
+            f"got {_described(value)}{hint}"
         )
     return value  # type: ignore[return-value]
 
@@ -437,7 +493,7 @@ def _field_conditions(field: tuple[str, ...], key: str, value: object) -> list[F
     if not isinstance(value, Mapping):
         return [Compare(field, "$eq", _scalar(value, key))]
     if not value:
-        raise InputError(f"the operators for field {key!r} are empty")
+        raise InputError(f"the operators for field {_show(key)} are empty")
     conditions: list[Filter] = []
     for op, operand in value.items():
         if op in ("$eq", "$ne"):
@@ -445,27 +501,29 @@ def _field_conditions(field: tuple[str, ...], key: str, value: object) -> list[F
         elif op in COMPARISONS:
             if _kind(operand) not in (_NUMBER, _STRING):
                 raise InputError(
-                    f"{op} on field {key!r} compares numbers with numbers or strings with "
-                    f"strings, got {type(operand).__name__}"
+                    f"{op} on field {_show(key)} compares numbers with numbers or strings "
+                    f"with strings, got {_described(operand)}"
                 )
             conditions.append(Compare(field, op, operand))
         elif op in MEMBERSHIP:
             if not isinstance(operand, (list, tuple)):
                 raise InputError(
-                    f"{op} on field {key!r} takes a list, got {type(operand).__name__}"
+                    f"{op} on field {_show(key)} takes a list, got {type(operand).__name__}"
                 )
             if len(operand) > MAX_VALUES:
-                raise InputError(f"{op} on field {key!r} lists more than {MAX_VALUES:,} values")
+                raise InputError(
+                    f"{op} on field {_show(key)} lists more than {MAX_VALUES:,} values"
+                )
             conditions.append(Member(field, op, tuple(_scalar(v, key) for v in operand)))
         elif op == "$exists":
             if not isinstance(operand, bool):
                 raise InputError(
-                    f"$exists on field {key!r} takes true or false, got {operand!r:.40}"
+                    f"$exists on field {_show(key)} takes true or false, got {_show(operand)}"
                 )
             conditions.append(Exists(field, operand))
         else:
             raise InputError(
-                f"unknown filter operator {op!r:.40} for field {key!r}; use one of "
+                f"unknown filter operator {_show(op)} for field {_show(key)}; use one of "
                 f"{', '.join(sorted(OPERATORS))}"
             )
     return conditions

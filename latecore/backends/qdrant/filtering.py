@@ -6,15 +6,19 @@
 objects. Metadata lives under the payload key ``metadata``, so field
 ``a.b`` is Qdrant's ``metadata.a.b``. Each node is translated exactly:
 
-- ``$eq``/``$ne`` on a string or boolean: a value match (``must_not`` for ``$ne``);
+- ``$eq``/``$ne`` on a string: a value match (``must_not`` for ``$ne``);
   on a number: a closed float range (integers and floats compare as numbers,
-  as in latecore); ``None``: an is-null condition;
+  as in latecore);
 - numeric ranges: float ranges; ``$in``/``$nin`` on strings: a match-any;
 - ``$exists``: Qdrant's is-empty (missing, null or ``[]``), negated for ``true``;
 - ``$and``/``$or``/``$not``: ``must``/``should``/``must_not``.
 
 What Qdrant cannot express the same way (ranges on strings, a field name that
-is not a plain identifier path, numbers or booleans inside ``$in``) becomes a
+is not a plain identifier path, numbers or booleans inside ``$in``, booleans and
+``None``: Qdrant's match of ``true`` also holds for the number ``1``, strings that
+are not valid UTF-8, and any field whose stored values are not plain: a list met
+on the way down the path, which Qdrant walks into and latecore does not, ``None``
+inside a list, nested lists or mappings as values) becomes a
 condition on the point ids of the documents the node holds for, computed from
 the store: exact, and a value never becomes part of a key. :func:`indexed_fields`
 names the payload fields worth an index (and their type).
@@ -66,10 +70,16 @@ def _ids(store: StoreView, node: Filter) -> Condition:
     return Condition("has_id", values=tuple(point_id(i) for i in ids))
 
 
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _equal(key: str, value: object) -> Condition:
-    if value is None:
-        return Condition("is_null", key=key)
-    if isinstance(value, (str, bool)):
+    if isinstance(value, str):
         return Condition("match", key=key, value=value)
     number = float(value)  # type: ignore[arg-type]
     return Condition("range", key=key, bounds=(("gte", number), ("lte", number)))
@@ -84,22 +94,26 @@ def translate(node: Filter, store: StoreView) -> Condition:
         return Condition("must_not", children=(translate(node.child, store),))
     assert isinstance(node, Compare | Member | Exists)
     key = _key(node.field)
-    if key is None:
+    if key is None or not store.metadata_columns().column(node.field).plain:
         return _ids(store, node)
     if isinstance(node, Exists):
         empty = Condition("is_empty", key=key)
         return Condition("must_not", children=(empty,)) if node.present else empty
     if isinstance(node, Member):
-        if not all(isinstance(v, str) for v in node.values):
+        if not all(isinstance(v, str) and _utf8(v) for v in node.values):
             return _ids(store, node)
         found = Condition("match_any", key=key, values=tuple(str(v) for v in node.values))
         return found if node.op == "$in" else Condition("must_not", children=(found,))
+    if isinstance(node.value, bool) or node.value is None:
+        return _ids(store, node)  # Qdrant's value match of true also holds for the number 1
     if node.op in ("$eq", "$ne"):
+        if isinstance(node.value, str) and not _utf8(node.value):
+            return _ids(store, node)
         found = _equal(key, node.value)
         return found if node.op == "$eq" else Condition("must_not", children=(found,))
     if isinstance(node.value, str):
         return _ids(store, node)
-    return Condition("range", key=key, bounds=((node.op[1:], float(node.value)),))  # type: ignore[arg-type]
+    return Condition("range", key=key, bounds=((node.op[1:], float(node.value)),))
 
 
 def indexed_fields(condition: Condition) -> dict[str, PayloadType]:

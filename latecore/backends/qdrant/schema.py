@@ -81,8 +81,36 @@ def digest(
 
 
 def payload(doc_id: str, text: str, metadata: Mapping[str, Any], digest: str) -> dict[str, Any]:
-    """The payload of a document's point."""
-    return {PAYLOAD_ID: doc_id, "text": text, "metadata": dict(metadata), "digest": digest}
+    """The payload of a document's point (strings that are not valid UTF-8, which Qdrant
+    cannot hold, with their lone surrogates escaped; filters on such fields are answered
+    from latecore's own store, :mod:`~latecore.backends.qdrant.filtering`)."""
+    return {
+        PAYLOAD_ID: doc_id,
+        "text": _utf8(text),
+        "metadata": _utf8(dict(metadata)),
+        "digest": digest,
+    }
+
+
+def _utf8(value: Any) -> Any:
+    """``value`` with every string (keys too) that is not valid UTF-8 escaped.
+
+    Examples
+    --------
+    >>> _utf8({"a": ["ok", chr(0xD800)]}) == {"a": ["ok", "\\\\" + "ud800"]}
+    True
+    """
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "backslashreplace").decode("utf-8")
+        return value
+    if isinstance(value, Mapping):
+        return {_utf8(k): _utf8(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_utf8(v) for v in value]
+    return value
 
 
 @dataclass(frozen=True)
