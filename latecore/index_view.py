@@ -85,7 +85,8 @@ class IndexView:
         if where is None:
             return self.backend.search(self.store, queries, k)
         backend = self.backend
-        if self.store.holds_vectors and len(where.positions) <= EXACT_SUBSET:
+        exact_below = max(EXACT_SUBSET, backend.exact_share * len(self.store))
+        if self.store.holds_vectors and len(where.positions) <= exact_below:
             backend = ExactBackend()
         return [where.keep(r) for r in backend.search(self.store, queries, k, where)]
 

@@ -5,6 +5,7 @@ after add, replace, delete, save and load."""
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -87,7 +88,10 @@ def corpus(replay_corpus: ReplayCorpus) -> tuple[list[str], list[str], list[dict
 @pytest.fixture
 def engines_decide(monkeypatch: pytest.MonkeyPatch) -> None:
     """Small filters reach the engines too (not only the exact search over the subset)."""
+    from latecore.backends.lancedb.backend import LanceDBBackend
+
     monkeypatch.setattr(latecore.index_view, "EXACT_SUBSET", 0)
+    monkeypatch.setattr(LanceDBBackend, "exact_share", 0.0)
 
 
 def exact_over_subset(
@@ -164,6 +168,37 @@ def test_small_filters_are_searched_exactly_by_default(built: LateIndex, corpus:
         spec = {"tenant": {"$in": ["t1", "t4"]}}
         got = [(h.id, round(h.score, 4)) for h in built.search(query, k=10, filter=spec)]
         assert got == [(i, round(s, 4)) for i, s in exact_over_subset(exact, query, spec)]
+
+
+def test_lancedb_searches_narrow_filters_exactly_and_broad_ones_unfiltered(
+    corpus: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from latecore.backends.lancedb.backend import POSTFILTER_SHARE, LanceDBBackend
+
+    monkeypatch.setattr(latecore.index_view, "EXACT_SUBSET", 0)  # only the share decides
+    ids, texts, metadatas, encoder = corpus
+    exact = LateIndex(encoder)
+    exact.add(texts, ids=ids, metadatas=metadatas)
+    with build_index("lancedb", corpus) as index:
+        backend = index.backend
+        assert isinstance(backend, LanceDBBackend)
+        calls: list[tuple[int, Any]] = []
+        real = backend._lance.query
+
+        def spy(query: Any, limit: int, *args: Any) -> Any:
+            calls.append((limit, args[-1]))
+            return real(query, limit, *args)
+
+        monkeypatch.setattr(backend._lance, "query", spy)
+        narrow, broad = {"tenant": "t3"}, {"tenant": {"$ne": "t3"}}
+        assert index.count(narrow) / len(index) <= LanceDBBackend.exact_share
+        share = index.count(broad) / len(index)
+        assert share >= POSTFILTER_SHARE
+        index.search(SEARCHED[0], k=10, filter=narrow)
+        assert calls == []  # exact MaxSim over the subset, no engine call
+        index.search(SEARCHED[0], k=10, filter=broad)
+        assert calls == [(math.ceil(backend._limit(10) / share), None)]  # no prefilter
+        assert_filtered_like_exact(index, exact, 0.95, filters=[broad, narrow])
 
 
 @pytest.mark.parametrize(

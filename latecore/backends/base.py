@@ -137,6 +137,12 @@ class Backend(ABC):
     """Whether :meth:`fetch_vectors` works, so the index may keep its token vectors
     in the engine only (``LateIndex(..., vectors="engine")``)."""
 
+    exact_share: ClassVar[float] = 0.0
+    """A filter holding for at most this share of the documents is searched exactly
+    over them instead (where the store keeps the vectors), besides the
+    :data:`~latecore.index_view.EXACT_SUBSET` documents every backend switches at:
+    for an engine whose filtered search costs more than exact MaxSim over a subset."""
+
     @property
     def exact_scores(self) -> bool:
         """Whether :meth:`search` returns exact MaxSim scores (every backend by default)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import time
@@ -27,6 +28,10 @@ from .table import ID_COLUMN, VECTOR_COLUMN, LanceTable, import_lancedb, metadat
 __all__ = ["LanceDBBackend", "public_storage_options"]
 
 logger = logging.getLogger(__name__)
+
+POSTFILTER_SHARE = 0.25
+"""A filter holding for this share of the documents or more is applied after LanceDB's
+search, which is asked for ``limit / share`` rows (docs/benchmarks.md)."""
 
 _SECRET = re.compile(r"key|secret|token|password|credential|sas|session|signature", re.IGNORECASE)
 _TABLE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
@@ -130,6 +135,9 @@ class LanceDBBackend(MirrorBackend):
     """
 
     name = "lancedb"
+    exact_share = 0.25
+    """LanceDB's prefilter on ids costs more than exact MaxSim over up to a quarter of
+    the documents (docs/benchmarks.md#filtered-search-at-100000-documents)."""
     label = "LanceDB table"
     location_options = "uri or table_name"
     temporary_hint = " (a temporary table keeps nothing: give uri=)"
@@ -334,8 +342,13 @@ class LanceDBBackend(MirrorBackend):
         settings = self._settings
         # latecore keeps metadata as JSON text in the table, so a filter reaches LanceDB as
         # a prefilter on the ids of the documents it holds for: a typed expression, into
-        # which no filter value is ever written.
+        # which no filter value is ever written. Its cost grows with the ids; a filter
+        # holding for POSTFILTER_SHARE of the documents or more asks for limit / share
+        # rows unfiltered instead (the search keeps only the matching ones).
         ids = None if where is None else [store.ids[p] for p in where.positions.tolist()]
+        share = len(ids) / max(len(store), 1) if ids is not None else 1.0
+        if ids is not None and share >= POSTFILTER_SHARE:
+            ids, limit = None, math.ceil(limit / share)
         return [
             self._lance.query(
                 query, limit, settings["nprobes"], settings["refine_factor"], with_vectors, ids
