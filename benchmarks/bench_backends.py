@@ -280,7 +280,9 @@ def worker(args: argparse.Namespace) -> None:
     if bucket_of is not None:
         filter_truth = json.loads(Path(args.truth).with_suffix(".filters.json").read_text())
         result["filters"] = [
-            filtered_row(index, queries, args, share, filter_truth[str(share)], bucket_of)
+            filtered_row(
+                index, queries, args, share, filter_truth[str(share)][: len(queries)], bucket_of
+            )
             for share in FILTER_SHARES
         ]
     result["peak_gib"] = peak_gib()
