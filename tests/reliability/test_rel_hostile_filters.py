@@ -12,6 +12,7 @@ import math
 import random
 from collections.abc import Iterator, Mapping
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -409,7 +410,10 @@ def _assert_engine_stays_inside(
             found = backend._query(backend._handle, query, N_DOCS, subset)[0]
             named = {backend._passages[p] for p in found if p in backend._passages}
         else:
-            candidates = backend._query(view.store, query, N_DOCS, False, where)[0]
+            # LanceDB applies a broad filter after its search (POSTFILTER_SHARE); here its
+            # prefilter is forced, so that the translation of every hostile filter is checked.
+            with mock.patch(f"{type(backend).__module__}.POSTFILTER_SHARE", 2.0, create=True):
+                candidates = backend._query(view.store, query, N_DOCS, False, where)[0]
             named = {str(c.id) for c in candidates}
     assert named <= want, (_short(spec), sorted(named - want)[:5])
     if index.backend.name != "warp":
