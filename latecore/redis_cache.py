@@ -100,7 +100,7 @@ class RedisCache:
         The server: ``redis://[[user]:password@]host[:port][/db]``, ``rediss://``
         (TLS) or ``unix:///path/to/socket``.
     dtype
-        Storage dtype, ``"float16"`` (default) or ``"float32"``, as for
+        Storage dtype, ``"float16"`` (default), ``"float32"`` or ``"int8"``, as for
         :class:`~latecore.cache.MultivectorCache`.
     ttl
         Seconds an entry lives in Redis after it was written (``None``, the default:

@@ -23,7 +23,7 @@ import pytest
 from _redis_support import REDIS_SERVER, SKIP_REASON, RedisServer, free_port
 
 from latecore import LateIndex, MultivectorCache, RedisCache, open_cache
-from latecore.cache import _HEADER, cache_key, encode_multivector
+from latecore.cache import _HEADER, cache_key, decode_multivector, encode_multivector
 from latecore.testing import FakeEncoder, bundled_minilm_path
 
 pytestmark = pytest.mark.allow_hosts(["127.0.0.1"])
@@ -89,7 +89,7 @@ def test_bad_settings_are_refused() -> None:
     with pytest.raises(ValueError, match="ttl"):
         RedisCache("redis://127.0.0.1:1/0", ttl=0)
     with pytest.raises(ValueError, match="dtype"):
-        RedisCache("redis://127.0.0.1:1/0", dtype="int8")  # type: ignore[arg-type]
+        RedisCache("redis://127.0.0.1:1/0", dtype="bfloat16")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="one dtype"):
         RedisCache("redis://127.0.0.1:1/0", local=MultivectorCache(dtype="float32"))
 
@@ -109,6 +109,18 @@ def test_round_trip_in_batches_stores_the_disk_frames(
         stats = cache.stats()
     assert (stats.hits, stats.misses, stats.items) == (600, 1, 600)
     assert stats.bytes == sum(len(encode_multivector(a, dtype)) for a in arrays)  # type: ignore[arg-type]
+
+
+def test_int8_entries_read_back_as_their_scaled_values(redis_url: str) -> None:
+    keys, arrays = _keys(20), _arrays(20)
+    with RedisCache(redis_url, dtype="int8", memory_bytes=0) as cache:
+        cache.put_many(keys, arrays)
+        got = cache.get_many(keys)
+    assert all(g is not None and g.dtype == np.float32 for g in got)
+    for g, a in zip(got, arrays, strict=True):
+        assert g is not None
+        np.testing.assert_array_equal(g, decode_multivector(encode_multivector(a, "int8")))
+        assert np.abs(g - a).max() <= np.abs(a).max() / 127 + 1e-6  # one int8 step at most
 
 
 def test_the_url_opens_a_redis_cache_wherever_a_cache_is_taken(redis_url: str) -> None:
