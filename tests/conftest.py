@@ -55,6 +55,18 @@ def load_quietly(model: str | os.PathLike[str], **kwargs: object) -> Encoder:
         return Encoder(model, device="cpu", **kwargs)  # type: ignore[arg-type]
 
 
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """Small MaxSim products on one torch thread for the test (restored after): on a busy
+    2-core machine several threads only contend. Tests opt in with ``usefixtures``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A seeded tiny BERT (no ColBERT head) written once per session."""

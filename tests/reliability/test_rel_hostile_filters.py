@@ -16,7 +16,6 @@ from unittest import mock
 
 import numpy as np
 import pytest
-import torch
 
 import latecore.index_view
 from latecore import LateIndex
@@ -24,7 +23,7 @@ from latecore.errors import InputError
 from latecore.filters import compile_filter
 from latecore.testing import FakeEncoder
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 MESSAGE_LIMIT = 300
 """Longest InputError message accepted: it names the problem, never echoes a huge value."""
@@ -323,15 +322,6 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "qdrant": {"prefetch": 200},
     "lancedb": {},
 }
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """Small MaxSim products on one thread: several threads only contend on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(params=list(CONFIGS))

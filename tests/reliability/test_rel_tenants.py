@@ -24,13 +24,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-import torch
 
 import latecore.index_view
 from latecore import LateIndex
 from latecore.testing import FakeEncoder
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 TENANTS = [f"tenant-{i}" for i in range(50)]
 WORDS = [
@@ -134,15 +133,6 @@ def _searcher(index: LateIndex, log: Log, count: int, rng: random.Random, seen: 
         seen.append(
             Seen(tenant, start, end, [h.id for h in hits], [h.metadata["tenant"] for h in hits])
         )
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """Small MaxSim products on one thread: several threads only contend on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(params=list(CONFIGS))
