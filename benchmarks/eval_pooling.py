@@ -29,18 +29,23 @@ Run: ``python benchmarks/eval_pooling.py`` (about a minute once the cache is war
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from eval_hybrid import collections  # the three sets, CACM skipped with the reason
+
 from latecore import Encoder, LateIndex, MultivectorCache
 from latecore.base_encoder import BaseEncoder
 from latecore.errors import ZeroShotWarning
-from latecore.evaluate import evaluate, load_eval_set, load_smart_collection
+from latecore.evaluate import evaluate
 from latecore.models import bundled_minilm_path
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -80,16 +85,6 @@ def per_dimension_int8(scales: np.ndarray) -> Callable[[np.ndarray], np.ndarray]
         return (codes * scales).astype(np.float32)
 
     return transform
-
-
-def collections(names: list[str], cacm: Path) -> Iterator[tuple[str, Collection]]:
-    for name in names:
-        if name != "cacm":
-            yield name, load_eval_set(name)
-        elif not (cacm / "cacm.all").is_file():
-            print(f"\nskipped: CACM not found at {cacm} (pass --cacm PATH)")
-        else:
-            yield name, load_smart_collection(cacm)
 
 
 def run_set(name: str, collection: Collection, encoder: Encoder) -> list[str]:
