@@ -17,6 +17,7 @@ from ._atomic import replace_directory
 from ._saved import is_saved_index, opened_index, write_index
 from .backends import Backend, SavedState, make_backend
 from .base_encoder import BaseEncoder
+from .batching import MicroBatcher
 from .engine_store import EngineStore
 from .filters import FilterSpec, compile_filter
 from .index_view import IndexView
@@ -99,6 +100,7 @@ class LateIndex(Searcher[SearchHit]):
         self._store = store
         self._lock = threading.RLock()
         self._backend = backend
+        self._batch = MicroBatcher(max_batch=encoder.max_batch, wait_s=encoder.batch_wait_ms / 1e3)
         try:
             backend.attach(store, saved)
         except BaseException:
@@ -163,8 +165,7 @@ class LateIndex(Searcher[SearchHit]):
         ids: Sequence[str] | None = None,
         metadatas: Sequence[Mapping[str, Any] | None] | None = None,
     ) -> list[str]:
-        """Encode and add documents (a stored id is replaced); returns the ids, uuid4 hex
-        where none were given."""
+        """Encode and add documents (a stored id is replaced); the ids (uuid4 hex if not given)."""
         texts, new_ids, metas = check_documents(texts, ids, metadatas)
         if not texts:
             return []
@@ -201,11 +202,14 @@ class LateIndex(Searcher[SearchHit]):
     def search_vectors(
         self, queries: Sequence[np.ndarray], k: int = 10, *, filter: FilterSpec = None
     ) -> list[list[SearchHit]]:
-        """:meth:`search_batch` for queries already encoded by :attr:`encoder`."""
+        """:meth:`search_batch` for queries already encoded by :attr:`encoder`; concurrent
+        calls with the same ``k`` and filter share one scoring pass (docs/batching.md)."""
         check_count(k, "k")
+        return self._batch.run(list(queries), (k, compile_filter(filter)), self._search_pass)
+
+    def _search_pass(self, queries: list[np.ndarray], group: Any) -> list[list[SearchHit]]:
         with self.view() as view:
-            rankings = view.rank(queries, k, view.select(compile_filter(filter)))
-            return [view.hits(r.positions, r.scores.tolist()) for r in rankings]
+            return view.search(queries, *group)
 
     def memory(self) -> MemoryReport:
         """Bytes per stored token of the store, the engine's index and the cache."""
@@ -219,8 +223,7 @@ class LateIndex(Searcher[SearchHit]):
             return len(self) if selection is None else len(selection.positions)
 
     def score(self, query: str, ids: Sequence[str]) -> np.ndarray:
-        """Exact MaxSim (float32) of ``query`` against the stored documents ``ids``, in
-        that order, without re-encoding them; ``KeyError`` for an id not in the index."""
+        """Exact MaxSim (float32) of ``query`` against stored ``ids`` (``KeyError`` if absent)."""
         return self.score_batch([query], [ids])[0]
 
     def score_batch(self, queries: Sequence[str], ids: Sequence[Sequence[str]]) -> list[np.ndarray]:
@@ -246,10 +249,8 @@ class LateIndex(Searcher[SearchHit]):
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the index to directory ``path``, replacing what a previous save left there.
 
-        The new index is written completely beside ``path`` and swapped in, so a
-        crash leaves either the previous saved index or the new one, never a mix.
-        Vectors go to ``.npy``, documents to JSON lines, settings to a JSON
-        manifest (never a secret): nothing is pickled (docs/guarantees.md).
+        Written beside ``path`` and swapped in (a crash leaves the old save or the new
+        one); ``.npy`` vectors, JSON documents and manifest, no pickle (docs/guarantees.md).
 
         Raises
         ------
