@@ -118,6 +118,10 @@ class MicroBatcher:
         turns coalescing off.
     wait_s
         Seconds a leader that already has company waits for more callers.
+    alone_if
+        When it returns true for a caller, the caller runs its own pass at once
+        (a thread holding a lock that passes take, which would otherwise wait for
+        a pass that waits for it).
 
     Examples
     --------
@@ -129,9 +133,16 @@ class MicroBatcher:
     1
     """
 
-    def __init__(self, *, max_batch: int = DEFAULT_MAX_BATCH, wait_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        wait_s: float = 0.0,
+        *,
+        alone_if: Callable[[], bool] | None = None,
+    ) -> None:
         self.max_batch = check_positive(max_batch, "max_batch")
         self.wait_s = wait_s
+        self._alone_if = alone_if
         self._cond = threading.Condition(threading.Lock())
         self._queue: deque[_Request] = deque()
         self._busy = False
@@ -141,8 +152,8 @@ class MicroBatcher:
     def run(self, texts: list[Any], group: Hashable, run_pass: RunPass) -> list[Any]:
         """``run_pass(texts, group)``, possibly in one call with other threads' items of
         the same ``group`` (texts are deduplicated when every item is a string)."""
-        if self._leader == threading.get_ident():
-            return run_pass(texts, group)  # called from inside a pass: the model is ours
+        if self._leader == threading.get_ident() or (self._alone_if and self._alone_if()):
+            return run_pass(texts, group)  # inside a pass, or holding what a pass would wait for
         request = _Request(texts, group)
         with self._cond:
             self._queue.append(request)

@@ -100,7 +100,8 @@ class LateIndex(Searcher[SearchHit]):
         self._store = store
         self._lock = threading.RLock()
         self._backend = backend
-        self._batch = MicroBatcher(max_batch=encoder.max_batch, wait_s=encoder.batch_wait_ms / 1e3)
+        owned = self._lock._is_owned  # type: ignore[attr-defined]  # in view(): search alone
+        self._batch = MicroBatcher(encoder.max_batch, encoder.batch_wait_ms / 1e3, alone_if=owned)
         try:
             backend.attach(store, saved)
         except BaseException:
@@ -280,10 +281,9 @@ class LateIndex(Searcher[SearchHit]):
     ) -> LateIndex:
         """Read an index written by :meth:`save`.
 
-        The index gets the backend it was saved with, its saved settings updated
-        by ``backend_options`` (``url=``, ``api_key=`` for a Qdrant server: a saved
-        index names neither). Another ``backend`` indexes the documents anew.
-        ``mmap=True`` maps the vectors read-only (:mod:`latecore.mapped_store`, docs/memory.md).
+        It gets its saved backend, settings updated by ``backend_options`` (``url=``,
+        ``api_key=`` for a Qdrant server: a save names neither); another ``backend``
+        indexes anew. ``mmap=True`` maps the vectors read-only (docs/memory.md).
 
         Raises
         ------

@@ -299,3 +299,18 @@ def test_concurrent_searches_share_one_scoring_pass_bit_for_bit() -> None:
     assert got[:16] == want  # one GEMM for 15 queries gives each its lone scores exactly
     assert got[16] == other_k and len(other_k) == 2
     assert got[17] == filtered == []
+
+
+def test_a_search_from_inside_view_runs_alone_while_a_pass_waits_for_its_lock() -> None:
+    encoder = FakeEncoder(dim=16)
+    index = LateIndex(encoder)
+    index.add(_passages(8), ids=[str(i) for i in range(8)])
+    vector = encoder.encode_queries(["river facts"])[0]
+    want = index.search_vectors([vector], k=3)[0]
+    with ThreadPoolExecutor(1) as pool, index.view():
+        other = pool.submit(index.search_vectors, [vector], 3)  # leads a pass, waits for the lock
+        while not index._batch._busy:
+            time.sleep(0.001)
+        # Queued behind that pass, this search would wait for it, and it for this lock.
+        assert index.search_vectors([vector], k=3)[0] == want
+    assert other.result(timeout=30)[0] == want
