@@ -12,8 +12,9 @@ hands them their vectors. With ``wait_s > 0`` a leader that already has
 company waits up to that long for more callers before it starts; a leader alone
 never waits.
 
-Each text's vectors are those it gets alone, up to the kernels' rounding (see
-:class:`~latecore.base_encoder.BaseEncoder`; measured in ``docs/batching.md``).
+A query's vectors are those it gets alone, bit for bit (the encoder pads each
+query to a width of its own: :mod:`latecore._batches`); a document's are, up to
+the kernels' rounding (``docs/batching.md``).
 If a coalesced pass raises, each request in it is run again on its own, so a bad
 text fails only its caller. :class:`BatchStats` counts what happened.
 
