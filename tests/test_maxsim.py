@@ -58,7 +58,9 @@ def test_token_order_is_irrelevant_and_more_tokens_never_lower(
     np.testing.assert_allclose(permuted, base, rtol=1e-6, atol=1e-6)
     extra = rng.standard_normal((1, DIM)).astype(np.float32)
     grown = maxsim(query, [np.vstack([d, extra]) for d in docs])
-    assert np.all(grown >= base - 1e-6)
+    # Up to float32 rounding, as above: a wider GEMM may round an unchanged dot product
+    # differently (hypothesis found 31.050129 against 31.050133, one ulp of the sum).
+    assert np.all(grown >= base - (1e-6 + 1e-6 * np.abs(base)))
 
 
 def test_all_negative_similarities_are_not_lifted_to_zero_by_padding() -> None:
