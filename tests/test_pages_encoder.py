@@ -234,34 +234,37 @@ def test_import_latecore_stays_light() -> None:
     assert out.stdout.strip() == "[]"
 
 
-@pytest.fixture(scope="module")
-def vbert_encoder(tmp_path_factory: pytest.TempPathFactory) -> PageEncoder:
-    from latecore.testing.vision import write_tiny_colmodernvbert_checkpoint
+def _tiny(kind: str, folder: Path) -> Path:
+    from latecore.testing import vision
 
-    return PageEncoder(write_tiny_colmodernvbert_checkpoint(tmp_path_factory.mktemp("vbert")))
+    return getattr(vision, f"write_tiny_{kind}_checkpoint")(folder)  # type: ignore[no-any-return]
 
 
-def test_colmodernvbert_pages_encode_with_tile_boxes(
-    vbert_encoder: PageEncoder, pages: list[Page]
+@pytest.mark.parametrize(("kind", "tiles"), [("colmodernvbert", 2), ("colpali", 1)])
+def test_other_families_encode_with_boxes_and_reference_scores(
+    kind: str, tiles: int, pages: list[Page], tmp_path: Path
 ) -> None:
+    """ColModernVBert: its tiles cover the page once and its global image once more;
+    ColPali: one square grid. Scores equal transformers' own score_retrieval."""
     import torch
 
-    assert vbert_encoder.describe()["model_class"] == "ColModernVBertForRetrieval"
+    encoder = PageEncoder(_tiny(kind, tmp_path / kind))
+    assert encoder.model_type == kind
     page = pages[0]
-    (vectors,) = vbert_encoder.encode_pages([page])
-    boxes = vbert_encoder.patch_boxes(page)
+    (vectors,) = encoder.encode_pages([page])
+    boxes = encoder.patch_boxes(page)
     assert boxes.shape == (len(vectors), 4)
     assert all(_inside(tuple(b), *page.image.size) for b in boxes.tolist())
     width, height = page.image.size
     cells = boxes[(boxes[:, 2] - boxes[:, 0]) < width]
     area = ((cells[:, 2] - cells[:, 0]) * (cells[:, 3] - cells[:, 1])).sum()
-    assert area == 2 * width * height  # the tiles cover the page once, the global image once
-    processor, model = vbert_encoder.processor, vbert_encoder.model
+    assert area == tiles * width * height
+    processor, model = encoder.processor, encoder.model
     with torch.inference_mode():
         batch = processor.process_images([page.image])
         docs = [model(**batch).embeddings[0][batch["attention_mask"][0].bool()]]
         queries = list(model(**processor.process_queries([QUERY])).embeddings)
     reference = float(processor.score_retrieval(queries, docs)[0, 0])
-    explanation = explain_page(vbert_encoder, QUERY, page)
+    explanation = explain_page(encoder, QUERY, page)
     assert explanation.score == pytest.approx(reference, abs=1e-4)
     assert all(_inside(m.box, width, height) for m in explanation.matches)
