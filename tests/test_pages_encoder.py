@@ -268,3 +268,18 @@ def test_other_families_encode_with_boxes_and_reference_scores(
     explanation = explain_page(encoder, QUERY, page)
     assert explanation.score == pytest.approx(reference, abs=1e-4)
     assert all(_inside(m.box, width, height) for m in explanation.matches)
+
+
+def test_missing_weights_are_refused(tiny_page_encoder_path: Path, tmp_path: Path) -> None:
+    """A weight drawn at random would differ from process to process: never loaded."""
+    from safetensors.torch import load_file, save_file
+
+    copy = _copy(tiny_page_encoder_path, tmp_path)
+    weights = load_file(str(copy / "model.safetensors"))
+    dropped = [name for name in weights if name.startswith("embedding_proj_layer")]
+    assert dropped
+    save_file(
+        {k: v for k, v in weights.items() if k not in dropped}, str(copy / "model.safetensors")
+    )
+    with pytest.raises(ModelLoadError, match="at random"):
+        PageEncoder(copy)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._quiet import quiet_load
 from ..base_encoder import BaseEncoder
 from ..batching import DEFAULT_MAX_BATCH
 from ..cache import cache_key
@@ -145,9 +146,20 @@ class PageEncoder(BaseEncoder):
             processor = getattr(transformers, self.family.processor_class).from_pretrained(
                 path, **options
             )
-            model = model_class.from_pretrained(path, dtype=torch_dtype, **options)
+            with quiet_load(self.show_progress):
+                model, loading = model_class.from_pretrained(
+                    path, dtype=torch_dtype, output_loading_info=True, **options
+                )
         except (OSError, ValueError, KeyError) as error:
             raise ModelLoadError(f"could not load {self.info.model_id}: {error}") from error
+        missing = sorted(loading.get("missing_keys") or [])
+        if missing:
+            raise ModelLoadError(
+                f"{self.info.model_id} has no weights for {len(missing)} parameters "
+                f"({', '.join(missing[:3])}, ...); transformers would draw them at random, so "
+                "two processes would give different vectors. Refused: pass a complete "
+                f"{self.family.model_class} checkpoint."
+            )
         if min_pixels is not None or max_pixels is not None:
             image_processor = processor.image_processor
             size = dict(image_processor.size)
