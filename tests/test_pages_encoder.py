@@ -87,6 +87,7 @@ def test_two_processes_give_bit_identical_vectors(
         assert array.tobytes() == first[f"arr_{i}"].tobytes()
 
 
+@pytest.mark.slow
 def test_fingerprint_differs_per_model_and_pooling(
     tiny_page_encoder_path: Path, page_encoder: PageEncoder, tmp_path: Path
 ) -> None:
@@ -240,6 +241,7 @@ def _tiny(kind: str, folder: Path) -> Path:
     return getattr(vision, f"write_tiny_{kind}_checkpoint")(folder)  # type: ignore[no-any-return]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("kind", "tiles"), [("colmodernvbert", 2), ("colpali", 1)])
 def test_other_families_encode_with_boxes_and_reference_scores(
     kind: str, tiles: int, pages: list[Page], tmp_path: Path

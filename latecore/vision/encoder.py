@@ -82,6 +82,21 @@ class PageEncoder(BaseEncoder):
     show_progress, max_batch, batch_wait_ms
         As for :class:`~latecore.base_encoder.BaseEncoder` (micro-batching applies
         to queries).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from latecore.pages import load_pdf_pages
+    >>> from latecore.testing.vision import make_test_pdf, write_tiny_colqwen2_checkpoint
+    >>> encoder = PageEncoder(write_tiny_colqwen2_checkpoint(tempfile.mkdtemp()))
+    >>> pages = load_pdf_pages(make_test_pdf(Path(tempfile.mkdtemp()) / "a.pdf", ["bees", None]))
+    >>> [v.shape for v in encoder.encode_pages(pages)]  # 96 patches and the prompt's tokens
+    [(98, 24), (98, 24)]
+    >>> encoder.patch_boxes(pages[0])[5].tolist()  # a patch cell, in the page's pixels
+    [102, 0, 153, 48]
+    >>> encoder.encode_queries(["where are the bees"])[0].shape
+    (16, 24)
     """
 
     def __init__(
