@@ -285,3 +285,28 @@ def test_missing_weights_are_refused(tiny_page_encoder_path: Path, tmp_path: Pat
     )
     with pytest.raises(ModelLoadError, match="at random"):
         PageEncoder(copy)
+
+
+class _TouchOnUnpickle:
+    """Unpickling this creates a file: proof that a pickle was (or was not) loaded."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return (open, (str(self.marker), "w"))
+
+
+def test_pickle_weights_beside_safetensors_are_never_unpickled(
+    tiny_page_encoder_path: Path, page_encoder: PageEncoder, pages: list[Page], tmp_path: Path
+) -> None:
+    import pickle
+
+    copy = _copy(tiny_page_encoder_path, tmp_path)
+    marker = tmp_path / "unpickled"
+    (copy / "pytorch_model.bin").write_bytes(pickle.dumps(_TouchOnUnpickle(marker)))
+    encoder = PageEncoder(copy)
+    assert not marker.exists()
+    assert encoder.encode_pages(pages[:1])[0].tobytes() == (
+        page_encoder.encode_pages(pages[:1])[0].tobytes()
+    )

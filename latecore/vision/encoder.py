@@ -134,6 +134,7 @@ class PageEncoder(BaseEncoder):
                 "'auto_map'). Read that code, then pass trust_remote_code=True to run it."
             )
         self.trust_remote_code = trust_remote_code
+        self._safetensors_only = not allow_unsafe_checkpoint
         with open(self.info.path / "config.json", encoding="utf-8") as f:
             self.model_type = str(json.load(f).get("model_type"))
         self.family: Family = family_for(self.model_type, self.info.model_id)
@@ -163,7 +164,12 @@ class PageEncoder(BaseEncoder):
             )
             with quiet_load(self.show_progress):
                 model, loading = model_class.from_pretrained(
-                    path, dtype=torch_dtype, output_loading_info=True, **options
+                    path,
+                    dtype=torch_dtype,
+                    output_loading_info=True,
+                    # never unpickle .bin weights beside safetensors ones, unless allowed
+                    use_safetensors=True if self._safetensors_only else None,
+                    **options,
                 )
         except (OSError, ValueError, KeyError) as error:
             raise ModelLoadError(f"could not load {self.info.model_id}: {error}") from error
