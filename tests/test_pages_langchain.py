@@ -142,6 +142,19 @@ def test_text_documents_and_text_encoders_are_refused(corpus: PageCorpus) -> Non
         retriever.add_documents([Document("a text")])
 
 
+def test_from_files_loads_the_model_with_its_cache(
+    corpus: PageCorpus, tiny_page_encoder_path: Path, tmp_path: Path
+) -> None:
+    retriever = LateInteractionPageRetriever.from_files(
+        corpus.png, model=tiny_page_encoder_path, cache_dir=tmp_path / "pv", k=1
+    )
+    cache = retriever.encoder.cache
+    assert cache is not None and cache.directory == tmp_path / "pv"
+    assert cache.stats().items == 1
+    [doc] = retriever.invoke(QUERY)
+    assert doc.id == f"{corpus.png}:page_1" and doc.metadata["image_path"] == str(corpus.png)
+
+
 def _index_of(corpus: PageCorpus) -> LateIndex:
     index = LateIndex(corpus.encoder)
     index.add_pages(load_pages([corpus.pdf, corpus.png], dpi=DPI))

@@ -7,10 +7,15 @@ import asyncio
 import base64
 import io
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _pages_adapter_support import DPI, PageCorpus, build_corpus, same_pixels
 from latecore.vision import PageEncoder
+from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.instrumentation.event_handlers import BaseEventHandler
+from llama_index.core.instrumentation.events import BaseEvent
+from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
 from llama_index.core.schema import ImageNode, MetadataMode, NodeWithScore, TextNode
 from llama_index.core.vector_stores.types import MetadataFilter, MetadataFilters
 from llama_index.postprocessor.latecore import LateInteractionImageRerank, page_from_node
@@ -154,6 +159,42 @@ def test_second_rerank_of_the_same_nodes_encodes_no_page(
     assert all("retrieval_score" not in n.node.metadata for n in nodes)  # inputs unchanged
 
 
+def test_events_and_a_model_loaded_with_its_cache(
+    corpus: PageCorpus, tiny_page_encoder_path: Path, tmp_path: Path
+) -> None:
+    seen: list[BaseEvent] = []
+
+    class Collector(BaseEventHandler):
+        @classmethod
+        def class_name(cls) -> str:
+            return "Collector"
+
+        def handle(self, event: BaseEvent, **kwargs: Any) -> None:
+            if isinstance(event, ReRankStartEvent | ReRankEndEvent):
+                seen.append(event)
+
+    rerank = LateInteractionImageRerank(
+        model=str(tiny_page_encoder_path), top_n=1, cache_dir=tmp_path / "pv"
+    )
+    cache = rerank.encoder.cache
+    assert isinstance(rerank.encoder, PageEncoder)
+    assert cache is not None and cache.directory == tmp_path / "pv"
+    assert rerank.to_dict()["model"] == str(tiny_page_encoder_path)
+    nodes = [NodeWithScore(node=_image_node(corpus)), NodeWithScore(node=_file_node(corpus))]
+    root = get_dispatcher()
+    collector = Collector()
+    root.add_event_handler(collector)
+    try:
+        out = rerank.postprocess_nodes(nodes, query_str=QUERY)
+    finally:
+        root.event_handlers.remove(collector)
+    start, end = seen
+    assert isinstance(start, ReRankStartEvent) and isinstance(end, ReRankEndEvent)
+    assert start.top_n == 1 and len(start.nodes) == 2
+    assert [n.node.node_id for n in end.nodes] == [n.node.node_id for n in out]
+    assert cache.stats().items == 1  # the same pixels twice: one page vector entry
+
+
 def test_rerank_refusals(corpus: PageCorpus) -> None:
     rerank = LateInteractionImageRerank(encoder=corpus.encoder, top_n=2)
     assert rerank.postprocess_nodes([], query_str=QUERY) == []
@@ -173,6 +214,10 @@ def test_rerank_refusals(corpus: PageCorpus) -> None:
 
 def _image_node(corpus: PageCorpus) -> ImageNode:
     return ImageNode(image=_png_base64(corpus), id_="chart", text="")
+
+
+def _file_node(corpus: PageCorpus) -> ImageNode:
+    return ImageNode(image_path=str(corpus.png), id_="chart-file", text="")
 
 
 def _png_base64(corpus: PageCorpus) -> str:
