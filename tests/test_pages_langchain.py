@@ -12,10 +12,10 @@ from _pages_adapter_support import DPI, PAGE_TEXTS, PageCorpus, build_corpus, sa
 from langchain_core.documents import Document
 from langchain_latecore import LateInteractionPageRetriever
 from langchain_tests.integration_tests import RetrieversIntegrationTests
-from latecore.pages import load_pages
 from pydantic import ValidationError
 
-from latecore import LateIndex
+from latecore import LateIndex, MultivectorCache
+from latecore.pages import load_pages
 from latecore.testing import FakeEncoder
 
 QUERY = "quarterly revenue in the north region"
@@ -149,7 +149,7 @@ def test_from_files_loads_the_model_with_its_cache(
         corpus.png, model=tiny_page_encoder_path, cache_dir=tmp_path / "pv", k=1
     )
     cache = retriever.encoder.cache
-    assert cache is not None and cache.directory == tmp_path / "pv"
+    assert isinstance(cache, MultivectorCache) and cache.directory == tmp_path / "pv"
     assert cache.stats().items == 1
     [doc] = retriever.invoke(QUERY)
     assert doc.id == f"{corpus.png}:page_1" and doc.metadata["image_path"] == str(corpus.png)

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 from _pages_adapter_support import DPI, PageCorpus, build_corpus, same_pixels
-from latecore.vision import PageEncoder
 from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 from llama_index.core.instrumentation.events import BaseEvent
@@ -21,9 +20,10 @@ from llama_index.core.vector_stores.types import MetadataFilter, MetadataFilters
 from llama_index.postprocessor.latecore import LateInteractionImageRerank, page_from_node
 from llama_index.retrievers.latecore import LateInteractionPageRetriever
 
-from latecore import LateIndex
+from latecore import LateIndex, MultivectorCache
 from latecore.maxsim import maxsim_batch
 from latecore.testing import FakeEncoder
+from latecore.vision import PageEncoder
 
 QUERY = "quarterly revenue in the north region"
 
@@ -113,9 +113,9 @@ def test_image_nodes_with_a_file_can_be_inserted(corpus: PageCorpus) -> None:
     node = ImageNode(image_path=str(corpus.png), text="a red box", id_="box", metadata={"n": 1})
     assert retriever.insert_nodes([node]) == ["box"]
     [result] = retriever.retrieve("red box")
+    assert isinstance(result.node, ImageNode) and result.node.image_path == str(corpus.png)
     assert result.node.node_id == "box" and result.node.text == "a red box"
     assert result.node.metadata["n"] == 1
-    assert isinstance(result.node, ImageNode) and result.node.image_path == str(corpus.png)
     in_memory = ImageNode(image=_png_base64(corpus), id_="mem")
     with pytest.raises(ValueError, match="image_path"):
         retriever.insert_nodes([in_memory])
@@ -178,7 +178,7 @@ def test_events_and_a_model_loaded_with_its_cache(
     )
     cache = rerank.encoder.cache
     assert isinstance(rerank.encoder, PageEncoder)
-    assert cache is not None and cache.directory == tmp_path / "pv"
+    assert isinstance(cache, MultivectorCache) and cache.directory == tmp_path / "pv"
     assert rerank.to_dict()["model"] == str(tiny_page_encoder_path)
     nodes = [NodeWithScore(node=_image_node(corpus)), NodeWithScore(node=_file_node(corpus))]
     root = get_dispatcher()
