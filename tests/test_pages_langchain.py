@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from _pages_adapter_support import DPI, PAGE_TEXTS, PageCorpus, build_corpus, same_pixels
 from langchain_core.documents import Document
-from langchain_latecore import LateInteractionPageRetriever
+from langchain_latecore import LateInteractionHybridRetriever, LateInteractionPageRetriever
 from langchain_tests.integration_tests import RetrieversIntegrationTests
 from pydantic import ValidationError
 
@@ -115,7 +115,21 @@ def test_adding_pages_again_encodes_nothing_and_updates_are_searchable(
     assert len(retriever.index) == len(corpus.pages)
     assert retriever.delete([f"{corpus.png}:page_1"]) == 1
     assert f"{corpus.png}:page_1" not in {d.id for d in retriever.invoke(QUERY)}
-    assert [d.id for d in retriever.pages([corpus.pages[0].id])] == [corpus.pages[0].id]
+    assert [d.id for d in retriever.get_by_ids([corpus.pages[0].id])] == [corpus.pages[0].id]
+
+
+def test_the_hybrid_retriever_searches_pages_by_text_layer_and_image(
+    page_index: LateIndex, corpus: PageCorpus
+) -> None:
+    retriever = LateInteractionHybridRetriever.from_index(
+        page_index, k=len(corpus.pages), candidates_from="both"
+    )
+    docs = {d.id: d for d in retriever.invoke("train timetable for monday")}
+    text_hit = docs[f"{corpus.pdf}:page_3"]
+    assert text_hit.metadata["bm25_rank"] == 1 and text_hit.metadata["page"] == 3
+    scan = docs[f"{corpus.pdf}:page_4"]  # no text layer: found by its image vectors only
+    assert scan.metadata["bm25_rank"] is None and scan.metadata["colbert_rank"] is not None
+    assert same_pixels(LateInteractionPageRetriever.page_image(scan), corpus.pages[3].image)
 
 
 def test_ainvoke_equals_invoke(page_index: LateIndex) -> None:

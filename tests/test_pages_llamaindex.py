@@ -20,7 +20,7 @@ from llama_index.core.vector_stores.types import MetadataFilter, MetadataFilters
 from llama_index.postprocessor.latecore import LateInteractionImageRerank, page_from_node
 from llama_index.retrievers.latecore import LateInteractionPageRetriever
 
-from latecore import LateIndex, MultivectorCache
+from latecore import HybridSearcher, LateIndex, MultivectorCache
 from latecore.maxsim import maxsim_batch
 from latecore.testing import FakeEncoder
 from latecore.vision import PageEncoder
@@ -98,6 +98,30 @@ def test_filters_pass_through_as_in_the_text_retrievers(
     assert len(results) == len(corpus.pages) - 1
     only_pdf.filters = MetadataFilters(filters=[MetadataFilter(key="kind", value="image")])
     assert [r.node.node_id for r in only_pdf.retrieve(QUERY)] == [f"{corpus.png}:page_1"]
+
+
+def test_hybrid_page_retrieval_gives_image_nodes_with_stage_scores(
+    retriever: LateInteractionPageRetriever, corpus: PageCorpus
+) -> None:
+    hybrid = LateInteractionPageRetriever(
+        searcher=HybridSearcher.from_index(retriever.index, candidates_from="both"),
+        similarity_top_k=len(corpus.pages),
+    )
+    assert hybrid.index is retriever.index
+    results = hybrid.retrieve("train timetable for monday")
+    assert all(isinstance(r.node, ImageNode) for r in results)
+    by_id = {r.node.node_id: r.node for r in results}
+    text_hit = by_id[f"{corpus.pdf}:page_3"]
+    assert text_hit.metadata["bm25_rank"] == 1 and text_hit.metadata["bm25_score"] > 0
+    assert "bm25_score" not in text_hit.get_content(MetadataMode.LLM)
+    scan = by_id[f"{corpus.pdf}:page_4"]  # no text layer: found by its image vectors only
+    assert scan.metadata["bm25_rank"] is None and scan.metadata["colbert_rank"] is not None
+
+
+def test_delete_ref_doc_removes_every_page_of_a_file(corpus: PageCorpus) -> None:
+    retriever = LateInteractionPageRetriever(corpus.pages, encoder=corpus.encoder)
+    assert retriever.delete_ref_doc(str(corpus.pdf)) == len(corpus.pages) - 1
+    assert retriever.index.ids == [f"{corpus.png}:page_1"]
 
 
 def test_aretrieve_equals_retrieve(retriever: LateInteractionPageRetriever) -> None:
@@ -210,6 +234,8 @@ def test_rerank_refusals(corpus: PageCorpus) -> None:
         LateInteractionImageRerank(encoder=corpus.encoder, top_n=0)
     with pytest.raises(TypeError, match="PageEncoder"):
         LateInteractionPageRetriever(index=LateIndex(FakeEncoder()))
+    with pytest.raises(ValueError, match="at most one"):
+        LateInteractionPageRetriever(index=LateIndex(corpus.encoder), encoder=corpus.encoder)
 
 
 def _image_node(corpus: PageCorpus) -> ImageNode:

@@ -258,6 +258,6 @@ class LateInteractionPageRetriever(LateSearchRetriever):
         """
         return page_image(document.metadata)
 
-    def pages(self, ids: Sequence[str]) -> list[Document]:
+    def get_by_ids(self, ids: Sequence[str]) -> list[Document]:
         """The stored pages with these ids as documents, in that order (unknown ids skipped)."""
         return [stored_document(hit) for hit in self.index.get(list(ids))]

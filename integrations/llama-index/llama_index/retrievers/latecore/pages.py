@@ -16,12 +16,14 @@ from llama_index.postprocessor.latecore import (
     page_encoder,
     page_from_node,
     png_base64,
+    with_hidden_metadata,
 )
 from typing_extensions import Self
 
-from latecore import LateIndex, SearchHit
+from latecore import HybridSearcher, LateIndex, SearchHit
 from latecore.base_encoder import BaseEncoder
 from latecore.pages import Page, load_pages, page_image
+from latecore.searcher import Searcher
 from latecore.validation import check_positive
 from latecore.vision import PageEncoder
 
@@ -32,13 +34,15 @@ __all__ = ["LateInteractionPageRetriever", "page_node"]
 PathsLike = str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
 
 
-def page_node(hit: SearchHit) -> ImageNode:
+def page_node(hit: SearchHit) -> BaseNode:
     """The :class:`ImageNode` of a stored page: its text layer, metadata and image.
 
     The image is ``image_path`` when the page was saved as a file, else the page
     rendered again (``latecore.pages.page_image``) as a base64 PNG. The layout
     keys (``width``, ``height``, ``dpi``, ``kind``, ``image_path``) are hidden
-    from the node's embedding and LLM views; ``source`` and ``page`` are not.
+    from the node's embedding and LLM views; ``source`` and ``page`` are not. A
+    hybrid hit's per-stage scores (``bm25_score``, ``bm25_rank``,
+    ``colbert_score``, ``colbert_rank``) are added to the metadata, hidden too.
     """
     metadata = copy.deepcopy(hit.metadata)
     hidden = [key for key in LAYOUT_KEYS if key in metadata]
@@ -47,7 +51,7 @@ def page_node(hit: SearchHit) -> ImageNode:
         image = {"image_path": metadata["image_path"]}
     else:
         image = {"image": png_base64(page_image(metadata)), "image_mimetype": "image/png"}
-    return ImageNode(
+    node = ImageNode(
         id_=hit.id,
         text=hit.text,
         metadata=metadata,
@@ -55,13 +59,14 @@ def page_node(hit: SearchHit) -> ImageNode:
         excluded_llm_metadata_keys=hidden,
         **image,
     )
+    return with_hidden_metadata(node, hit.stage_scores) if hit.stage_scores else node
 
 
 def _path_list(paths: PathsLike) -> list[str | os.PathLike[str]]:
     return [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
 
 
-class LateInteractionPageRetriever(LateSearchRetriever[LateIndex]):
+class LateInteractionPageRetriever(LateSearchRetriever[Searcher[Any]]):
     """Retrieve pages (PDF pages, images) as ImageNodes by ColPali-style late interaction.
 
     Each page is encoded once, when inserted, into one vector per image patch by
@@ -75,6 +80,12 @@ class LateInteractionPageRetriever(LateSearchRetriever[LateIndex]):
     was saved as a file (``image_dir=``), else the rendered page as a base64 PNG
     (``image``), ready for a multimodal LLM.
 
+    With ``searcher=latecore.HybridSearcher.from_index(page_index)`` the search
+    is hybrid: BM25 over the pages' text layers and MaxSim over their patches,
+    fused; a scan without a text layer is still found by its image, and each
+    node's metadata gets the per-stage scores (hidden from its embedding and LLM
+    views).
+
     Parameters
     ----------
     pages
@@ -82,6 +93,9 @@ class LateInteractionPageRetriever(LateSearchRetriever[LateIndex]):
     index
         An existing :class:`latecore.LateIndex` of pages (its encoder a
         ``PageEncoder``), for example one loaded with ``LateIndex.load``.
+    searcher
+        An existing latecore searcher over pages instead, for example a
+        :class:`latecore.HybridSearcher` (exclusive with ``index`` and ``encoder``).
     encoder
         A :class:`latecore.vision.PageEncoder`; otherwise one is loaded for
         ``model`` with a page-vector cache in ``cache_dir``.
@@ -113,6 +127,7 @@ class LateInteractionPageRetriever(LateSearchRetriever[LateIndex]):
         pages: Iterable[Page] | None = None,
         *,
         index: LateIndex | None = None,
+        searcher: Searcher[Any] | None = None,
         encoder: BaseEncoder | None = None,
         model: str | os.PathLike[str] | None = None,
         device: str | None = None,
@@ -124,21 +139,23 @@ class LateInteractionPageRetriever(LateSearchRetriever[LateIndex]):
         object_map: dict[str, Any] | None = None,
         verbose: bool = False,
     ) -> None:
-        if index is not None and encoder is not None:
-            raise ValueError("pass either index or encoder, not both (an index has its encoder)")
+        if sum(given is not None for given in (index, searcher, encoder)) > 1:
+            raise ValueError("pass at most one of index, searcher and encoder")
         check_positive(similarity_top_k, "similarity_top_k")  # before any model is loaded
-        if index is None:
-            index = LateIndex(
+        if searcher is None:
+            searcher = index
+        if searcher is None:
+            searcher = LateIndex(
                 page_encoder(model, encoder=encoder, device=device, cache_dir=cache_dir)
             )
-        elif not isinstance(index.encoder, PageEncoder):
+        elif not isinstance(searcher.encoder, PageEncoder):
             raise TypeError(
-                "LateInteractionPageRetriever needs an index whose encoder is a "
-                f"latecore.vision.PageEncoder, got {type(index.encoder).__name__}; "
+                "LateInteractionPageRetriever needs a searcher whose encoder is a "
+                f"latecore.vision.PageEncoder, got {type(searcher.encoder).__name__}; "
                 "for text nodes use LateInteractionRetriever"
             )
         super().__init__(
-            searcher=index,
+            searcher=searcher,
             similarity_top_k=similarity_top_k,
             filters=filters,
             callback_manager=callback_manager,
@@ -179,7 +196,12 @@ class LateInteractionPageRetriever(LateSearchRetriever[LateIndex]):
     @property
     def index(self) -> LateIndex:
         """The latecore index of pages (save it with ``retriever.index.save(path)``)."""
-        return self.searcher
+        searcher = self.searcher
+        if isinstance(searcher, HybridSearcher):
+            return searcher.index
+        if not isinstance(searcher, LateIndex):
+            raise TypeError(f"{type(searcher).__name__} holds no LateIndex of pages")
+        return searcher
 
     def insert_pages(self, pages: Iterable[Page]) -> list[str]:
         """Encode and add pages (a page whose id is already indexed is replaced); their ids."""
@@ -215,12 +237,19 @@ class LateInteractionPageRetriever(LateSearchRetriever[LateIndex]):
         """The indexed pages with these ids as image nodes, in that order (unknown: skipped)."""
         return [page_node(hit) for hit in self.index.get(node_ids)]
 
+    def delete_ref_doc(self, ref_doc_id: str) -> int:
+        """Remove every page of the file ``ref_doc_id`` (the pages' ``source``); how many."""
+        doomed = [
+            h.id for h in self.index.get(self.index.ids) if h.metadata.get("source") == ref_doc_id
+        ]
+        return self.searcher.delete(doomed)
+
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        hits = self.index.search(query_bundle.query_str, self.similarity_top_k, **self._where)
+        hits = self.searcher.search(query_bundle.query_str, self.similarity_top_k, **self._where)
         return [NodeWithScore(node=page_node(hit), score=hit.score) for hit in hits]
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        hits = await self.index.asearch(
+        hits = await self.searcher.asearch(
             query_bundle.query_str, self.similarity_top_k, **self._where
         )
         return [NodeWithScore(node=page_node(hit), score=hit.score) for hit in hits]
