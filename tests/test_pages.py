@@ -210,3 +210,20 @@ def test_add_pages_indexes_pages_by_id(page_encoder: PageEncoder, pages: list[Pa
 def test_add_pages_needs_a_page_encoder(pages: list[Page]) -> None:
     with pytest.raises(TypeError, match="PageEncoder"):
         LateIndex(FakeEncoder()).add_pages(pages)
+
+
+def test_a_saved_page_index_loads_with_the_same_encoder(
+    page_encoder: PageEncoder, tiny_page_encoder_path: Path, pages: list[Page], tmp_path: Path
+) -> None:
+    from latecore.errors import FingerprintMismatchError
+
+    index = LateIndex(page_encoder)
+    index.add_pages(pages)
+    index.save(tmp_path / "index")
+    loaded = LateIndex.load(tmp_path / "index", page_encoder)
+    assert [h.id for h in loaded.search("where is paris", k=5)] == [
+        h.id for h in index.search("where is paris", k=5)
+    ]
+    assert loaded.get([pages[1].id])[0].metadata == pages[1].metadata
+    with pytest.raises(FingerprintMismatchError):
+        LateIndex.load(tmp_path / "index", PageEncoder(tiny_page_encoder_path, pool_factor=2))

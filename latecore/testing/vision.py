@@ -1,10 +1,11 @@
-"""Test support for pages: a tiny seeded ColQwen2 checkpoint and generated PDFs.
+"""Test support for pages: tiny seeded ColQwen2 and ColModernVBert checkpoints, generated PDFs.
 
 :func:`write_tiny_colqwen2_checkpoint` writes a randomly initialised (seeded)
-ColQwen2 of a few hundred thousand parameters with its processor and a word-level
+ColQwen2 (one layer of width 32) with its processor and a word-level
 tokenizer built here, loadable offline by :class:`~latecore.vision.PageEncoder`
 through transformers' own classes. Its image processor is set to small images
-(:data:`TINY_MAX_PIXELS`), so a page gives about a hundred vectors.
+(:data:`TINY_MAX_PIXELS`), so a page gives about a hundred vectors;
+:func:`write_tiny_colmodernvbert_checkpoint` does the same for ColModernVBert.
 :func:`make_test_pdf` writes a PDF with matplotlib (no system dependency).
 torch, transformers and matplotlib are imported inside the functions.
 """
@@ -24,6 +25,7 @@ __all__ = [
     "TINY_MAX_PIXELS",
     "TINY_MIN_PIXELS",
     "make_test_pdf",
+    "write_tiny_colmodernvbert_checkpoint",
     "write_tiny_colqwen2_checkpoint",
 ]
 
@@ -130,6 +132,105 @@ def write_tiny_colqwen2_checkpoint(path: str | os.PathLike[str], *, seed: int = 
     with seeded_torch(seed):
         model = ColQwen2ForRetrieval(config)
     model.save_pretrained(str(path), safe_serialization=True)
+    return path
+
+
+_VBERT_SPECIALS = [
+    "[PAD]",
+    "[UNK]",
+    "[MASK]",
+    "<|begin_of_text|>",
+    "<fake_token_around_image>",
+    "<image>",
+    "<end_of_utterance>",
+    "<global-img>",
+    *(f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)),
+]
+
+
+def write_tiny_colmodernvbert_checkpoint(path: str | os.PathLike[str], *, seed: int = 0) -> Path:
+    """Write a tiny, seeded, randomly initialised ColModernVBert and its processor to ``path``.
+
+    A one-layer ModernBERT and a one-layer SigLIP of width 32, 24-dimensional
+    output vectors, safetensors weights. Pages are resized to at most 256 pixels
+    a side and split into tiles of 128 (16 vectors each, after a pixel shuffle of
+    2) plus the whole page downscaled: about 80 patch vectors a page.
+
+    Examples
+    --------
+    >>> import json, tempfile
+    >>> folder = write_tiny_colmodernvbert_checkpoint(tempfile.mkdtemp())
+    >>> json.loads((folder / "config.json").read_text())["model_type"]
+    'colmodernvbert'
+    """
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+    from transformers import (
+        ColModernVBertConfig,
+        ColModernVBertForRetrieval,
+        ColModernVBertProcessor,
+        Idefics3ImageProcessor,
+        PreTrainedTokenizerFast,
+    )
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    words = [*_tiny_words(), *_PROMPT_WORDS, "assistant", *".,?!':;-()"]
+    vocab = {token: i for i, token in enumerate(dict.fromkeys(_VBERT_SPECIALS + words))}
+    model = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
+    model.normalizer = normalizers.Lowercase()
+    model.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=model,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        mask_token="[MASK]",
+        bos_token="<|begin_of_text|>",
+        additional_special_tokens=_VBERT_SPECIALS[3:],
+        model_max_length=2048,
+    )
+    image_processor = Idefics3ImageProcessor(
+        size={"longest_edge": 256}, max_image_size={"longest_edge": 128}, do_image_splitting=True
+    )
+    ColModernVBertProcessor(
+        image_processor=image_processor, tokenizer=tokenizer, image_seq_len=16
+    ).save_pretrained(str(path))
+    begin, end = vocab["<|begin_of_text|>"], vocab["<end_of_utterance>"]
+    text_config = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "max_position_embeddings": 2048,
+        "pad_token_id": vocab["[PAD]"],
+        "bos_token_id": begin,
+        "eos_token_id": end,
+        "cls_token_id": begin,
+        "sep_token_id": end,
+        "global_attn_every_n_layers": 1,
+        "local_attention": 16,
+    }
+    vision_config = {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "image_size": 128,
+        "patch_size": 16,
+    }
+    config = ColModernVBertConfig(
+        vlm_config={
+            "model_type": "modernvbert",
+            "text_config": text_config,
+            "vision_config": vision_config,
+            "image_token_id": vocab["<image>"],
+            "pixel_shuffle_factor": 2,
+        },
+        embedding_dim=24,
+    )
+    with seeded_torch(seed):
+        retrieval = ColModernVBertForRetrieval(config)
+    retrieval.save_pretrained(str(path), safe_serialization=True)
     return path
 
 

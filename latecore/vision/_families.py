@@ -1,4 +1,5 @@
-"""The ColVision model families :class:`~latecore.vision.PageEncoder` loads, by ``model_type``.
+"""The ColVision model families :class:`~latecore.vision.PageEncoder` loads, by ``model_type``:
+ColQwen2, ColPali and ColModernVBert.
 
 Each family names transformers' own retrieval model and processor classes and
 its *geometry*: which page region each vector of a page stands for. Vectors of
@@ -76,6 +77,27 @@ def _square_geometry(
     return _place(ids, image_token_id, grid_boxes(side, side, *size), size)
 
 
+def _tiles_geometry(
+    processor: Any, batch: dict[str, Any], row: int, ids: np.ndarray, size: tuple[int, int]
+) -> np.ndarray:
+    """ColModernVBert's split images: a ``rows x cols`` grid of tiles (each its own square
+    patch grid, tagged ``<row_r_col_c>`` in the prompt), then the whole page downscaled."""
+    side = math.isqrt(int(processor.image_seq_len))
+    tags = {tag: divmod(k, 6) for k, tag in enumerate(processor.row_col_ids)}
+    present = [tags[t] for t in ids.tolist() if t in tags]
+    rows = 1 + max((r for r, _ in present), default=-1)
+    cols = 1 + max((c for _, c in present), default=-1)
+    width, height = size
+    cells = []
+    for r in range(rows):
+        for c in range(cols):
+            x0, x1 = c * width // cols, (c + 1) * width // cols
+            y0, y1 = r * height // rows, (r + 1) * height // rows
+            cells.append(grid_boxes(side, side, x1 - x0, y1 - y0) + np.array([x0, y0, x0, y0]))
+    cells.append(grid_boxes(side, side, width, height))  # the global image
+    return _place(ids, int(processor.image_token_id), np.concatenate(cells), size)
+
+
 @dataclass(frozen=True)
 class Family:
     """One ``model_type``: transformers' model and processor class names, and its geometry."""
@@ -92,6 +114,13 @@ FAMILIES: dict[str, Family] = {
     for family in (
         Family("colqwen2", "ColQwen2ForRetrieval", "ColQwen2Processor", _qwen2_geometry, True),
         Family("colpali", "ColPaliForRetrieval", "ColPaliProcessor", _square_geometry, False),
+        Family(
+            "colmodernvbert",
+            "ColModernVBertForRetrieval",
+            "ColModernVBertProcessor",
+            _tiles_geometry,
+            False,
+        ),
     )
 }
 """The supported checkpoint ``model_type`` values."""

@@ -56,9 +56,10 @@ class PageEncoder(BaseEncoder):
     ----------
     model
         Hugging Face Hub id or local checkpoint directory of a ColVision retrieval
-        checkpoint: ``model_type`` ``"colqwen2"`` (ColQwen2) or ``"colpali"``
-        (ColPali), loaded through transformers' ``ColQwen2ForRetrieval`` /
-        ``ColPaliForRetrieval`` and their processors.
+        checkpoint: ``model_type`` ``"colqwen2"`` (ColQwen2), ``"colpali"``
+        (ColPali) or ``"colmodernvbert"`` (ColModernVBert), loaded through
+        transformers' ``ColQwen2ForRetrieval``, ``ColPaliForRetrieval`` or
+        ``ColModernVBertForRetrieval`` and its processor.
     device
         ``"cpu"`` (default), ``"cuda"``, ...
     dtype
