@@ -105,8 +105,9 @@ def test_filters_restrict_the_search_as_in_the_text_retrievers(page_index: LateI
 
 
 def test_adding_pages_again_encodes_nothing_and_updates_are_searchable(
-    corpus: PageCorpus,
+    corpus: PageCorpus, page_index: LateIndex
 ) -> None:
+    assert len(page_index) == len(corpus.pages)  # every page was encoded once, by the index
     retriever = LateInteractionPageRetriever.from_pages(corpus.pages[:2], corpus.encoder, k=10)
     before = corpus.encoder.encode_stats()
     assert retriever.add_files([corpus.png], dpi=DPI) == [f"{corpus.png}:page_1"]

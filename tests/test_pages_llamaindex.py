@@ -152,7 +152,9 @@ def test_rerank_scores_are_maxsim_over_the_page_vectors(
 ) -> None:
     nodes = _shuffled(retriever.retrieve(QUERY))
     rerank = LateInteractionImageRerank(encoder=corpus.encoder, top_n=3)
+    before = corpus.encoder.encode_stats()
     out = rerank.postprocess_nodes(nodes, query_str=QUERY)
+    assert (corpus.encoder.encode_stats() - before).documents == 0  # the index encoded them
     encoder = rerank.encoder
     vectors = encoder.encode_pages([page_from_node(n.node) for n in nodes])
     reference = maxsim_batch(encoder.encode_queries([QUERY]), vectors)[0]
