@@ -143,6 +143,9 @@ def test_image_nodes_with_a_file_can_be_inserted(corpus: PageCorpus) -> None:
     in_memory = ImageNode(image=_png_base64(corpus), id_="mem")
     with pytest.raises(ValueError, match="image_path"):
         retriever.insert_nodes([in_memory])
+    both = ImageNode(image=_png_base64(corpus), image_path=str(corpus.png), id_="both")
+    assert retriever.insert_nodes([both]) == ["both"]
+    assert retriever.get_nodes(["both"])[0].metadata["image_path"] == str(corpus.png)
     with pytest.raises(TypeError, match="from_files"):
         LateInteractionPageRetriever.from_documents([])
 

@@ -21,7 +21,7 @@ from typing_extensions import Self
 
 from latecore import LateIndex, load_encoder, open_cache
 from latecore.base_encoder import BaseEncoder
-from latecore.pages import Page, load_pages, page_image
+from latecore.pages import PDF_DPI, Page, load_pages, page_image
 from latecore.searcher import Searcher
 from latecore.vision import PageEncoder
 
@@ -180,7 +180,7 @@ class LateInteractionPageRetriever(LateSearchRetriever):
         paths: PathsLike,
         encoder: BaseEncoder | None = None,
         *,
-        dpi: int = 96,
+        dpi: int = PDF_DPI,
         image_dir: str | os.PathLike[str] | None = None,
         model: str | os.PathLike[str] | None = None,
         device: str | None = None,
@@ -190,7 +190,8 @@ class LateInteractionPageRetriever(LateSearchRetriever):
     ) -> Self:
         """Load the pages of PDFs and images (directories are walked) and index them.
 
-        ``dpi`` is the rendering resolution of PDF pages; with ``image_dir`` each
+        ``dpi`` is the rendering resolution of PDF pages (default
+        ``latecore.pages.PDF_DPI``); with ``image_dir`` each
         rendered page is saved there as a PNG and its ``image_path`` is set. The
         other parameters are those of :meth:`from_pages`.
         """
@@ -241,7 +242,7 @@ class LateInteractionPageRetriever(LateSearchRetriever):
         self,
         paths: PathsLike,
         *,
-        dpi: int = 96,
+        dpi: int = PDF_DPI,
         image_dir: str | os.PathLike[str] | None = None,
     ) -> list[str]:
         """Load, encode and add the pages of PDFs and images (as :meth:`from_files`)."""

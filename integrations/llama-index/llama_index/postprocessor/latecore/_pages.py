@@ -105,6 +105,7 @@ def page_from_node(node: BaseNode) -> Page:
     The image is, in this order: an :class:`ImageNode`'s ``image`` (base64), its
     ``image_path``, else the page rendered again from ``source`` and ``page`` in
     the metadata (a node of :class:`~llama_index.retrievers.latecore.LateInteractionPageRetriever`).
+    The page's metadata is the node's, with ``image_path`` added when the node has one.
     The same page image gives the same page vectors' cache key, so a page seen
     before (by an index or a reranker sharing the cache) is not encoded again.
 
@@ -128,6 +129,8 @@ def page_from_node(node: BaseNode) -> Page:
     """  # noqa: E501
     metadata: dict[str, Any] = dict(node.metadata)
     text = node.get_content(metadata_mode=MetadataMode.NONE)
+    if isinstance(node, ImageNode) and node.image_path:
+        metadata.setdefault("image_path", node.image_path)
     if isinstance(node, ImageNode) and node.image:
         image = _decoded(node)
     elif isinstance(node, ImageNode) and node.image_path:

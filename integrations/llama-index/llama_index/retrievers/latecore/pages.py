@@ -22,7 +22,7 @@ from typing_extensions import Self
 
 from latecore import HybridSearcher, LateIndex, SearchHit
 from latecore.base_encoder import BaseEncoder
-from latecore.pages import Page, load_pages, page_image
+from latecore.pages import PDF_DPI, Page, load_pages, page_image
 from latecore.searcher import Searcher
 from latecore.validation import check_positive
 from latecore.vision import PageEncoder
@@ -171,13 +171,14 @@ class LateInteractionPageRetriever(LateSearchRetriever[Searcher[Any]]):
         cls,
         paths: PathsLike,
         *,
-        dpi: int = 96,
+        dpi: int = PDF_DPI,
         image_dir: str | os.PathLike[str] | None = None,
         **kwargs: Any,
     ) -> Self:
         """A retriever over the pages of PDFs and images (directories are walked).
 
-        ``dpi`` is the rendering resolution of PDF pages; with ``image_dir`` each
+        ``dpi`` is the rendering resolution of PDF pages (default
+        ``latecore.pages.PDF_DPI``); with ``image_dir`` each
         rendered page is saved there as a PNG and becomes the node's
         ``image_path``. ``kwargs`` go to the constructor (``model``, ``encoder``,
         ``similarity_top_k``, ...).
@@ -211,7 +212,7 @@ class LateInteractionPageRetriever(LateSearchRetriever[Searcher[Any]]):
         self,
         paths: PathsLike,
         *,
-        dpi: int = 96,
+        dpi: int = PDF_DPI,
         image_dir: str | os.PathLike[str] | None = None,
     ) -> list[str]:
         """Load, encode and add the pages of PDFs and images (as :meth:`from_files`)."""
@@ -220,9 +221,10 @@ class LateInteractionPageRetriever(LateSearchRetriever[Searcher[Any]]):
     def insert_nodes(self, nodes: Sequence[BaseNode]) -> list[str]:
         """Encode and add image nodes as pages (see ``page_from_node``); their ids.
 
-        A node needs an image latecore can read: ``image`` (base64, kept only
-        if it is also a file: give such nodes an ``image_path``), ``image_path``,
-        or the ``source`` and ``page`` metadata of a PDF page.
+        A node needs an image the index can find again: an ``image_path``, or the
+        ``source`` and ``page`` metadata of a PDF page. The index stores
+        metadata, never images, so a node whose image is only in memory (a
+        base64 ``image`` alone) is refused with a ``ValueError``.
         """
         pages = [page_from_node(node) for node in nodes]
         missing = [p.id for p in pages if not p.metadata.get("image_path") and not _rendered(p)]
