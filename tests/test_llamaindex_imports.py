@@ -71,6 +71,7 @@ def test_distribution_metadata() -> None:
     [
         "llama_index.postprocessor.latecore.base",
         "llama_index.postprocessor.latecore._shared",
+        "llama_index.postprocessor.latecore._pages",
         "llama_index.retrievers.latecore.base",
         "llama_index.retrievers.latecore.hybrid",
     ],
