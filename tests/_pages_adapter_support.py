@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from latecore.pages import Page, load_pages
 from latecore.testing.vision import make_test_pdf
 from latecore.vision import PageEncoder
