@@ -4,7 +4,9 @@
 id, a text no longer than a cap, and metadata saying where it came from), ready
 for :meth:`LateIndex.add <latecore.index.LateIndex.add>` or
 :meth:`HybridSearcher.add <latecore.hybrid.HybridSearcher.add>`;
-:func:`chunk_text` is its splitting rule. :func:`sample_corpus_path` and
+:func:`chunk_text` is its splitting rule. Pages of PDFs and images
+(:func:`load_pdf_pages`, :func:`load_image_pages`, :func:`load_pages`, :class:`Page`)
+live in :mod:`latecore.pages` and are re-exported here. :func:`sample_corpus_path` and
 :func:`demo_queries` give the sample data that ships with latecore (what
 ``latecore demo`` searches).
 
@@ -30,15 +32,20 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError
+from .pages import Page, load_image_pages, load_pages, load_pdf_pages
 from .validation import check_positive
 
 __all__ = [
     "MAX_CHARS",
     "SUFFIXES",
     "Chunk",
+    "Page",
     "chunk_text",
     "demo_queries",
     "load_documents",
+    "load_image_pages",
+    "load_pages",
+    "load_pdf_pages",
     "sample_corpus_path",
 ]
 

