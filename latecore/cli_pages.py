@@ -20,7 +20,7 @@ import argparse
 import json
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, TextIO, cast
 
 from .base_encoder import progress_enabled
 from .caches import DocumentCache, open_cache
@@ -66,7 +66,12 @@ def _load_encoder(model: str, cache: DocumentCache, err: TextIO) -> PageEncoder:
     from .vision import PageEncoder
 
     encoder = PageEncoder(model, cache=cache, show_progress=False)
-    print(f"Page model: {model} ({encoder.describe()})", file=err)
+    info = encoder.describe()
+    print(
+        f"Page model: {info.get('model', model)} (dim {info.get('dim')}, "
+        f"pool factor {info.get('pool_factor')}, {info.get('device', 'cpu')})",
+        file=err,
+    )
     return encoder
 
 
@@ -133,10 +138,10 @@ def _print_hits(
         page = pages.get(hit.id)
         if page is None:
             continue
-        explanation = explain_page(searcher.encoder, query, page)  # type: ignore[arg-type]
-        best = sorted(explanation.boxes(), key=lambda m: -m.score)[:REGIONS_SHOWN]
+        explanation = explain_page(cast("PageEncoder", searcher.encoder), query, page)
         regions = ", ".join(
-            f"{m.token!r} {m.score:.2f} at ({', '.join(str(int(v)) for v in m.box)})" for m in best
+            f"{token!r} {score:.2f} at ({', '.join(str(v) for v in box)})"
+            for token, score, box in explanation.boxes()[:REGIONS_SHOWN]
         )
         print(f"     regions (x0, y0, x1, y1): {regions}", file=out)
 
@@ -182,6 +187,8 @@ def search_pages(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _default_model() -> str:
-    from . import vision
-
-    return str(getattr(vision, "DEFAULT_PAGE_MODEL", "vidore/colqwen2-v1.0"))
+    raise InputError(
+        "latecore search --pages needs a page model: pass --model with a ColQwen2, ColPali "
+        "or ColModernVBert id or local checkpoint directory (for example "
+        "vidore/colqwen2-v1.0), or set LATECORE_PAGE_MODEL"
+    )
