@@ -33,6 +33,9 @@ ENGINE_MODULES = tuple(
 )
 """Engine backends (modules or packages): their doctests are marked ``engines``."""
 
+SLOW_DOCTEST_MODULES = ("latecore.vision", "latecore.testing.vision")
+"""Modules whose doctests write and load tiny vision checkpoints: marked ``slow``."""
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tiers for what cannot carry a marker itself: doctests and notebooks.
@@ -40,15 +43,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     Test modules mark themselves (``pytestmark = pytest.mark.engines``,
     ``@pytest.mark.slow``; registered in ``pyproject.toml``, described in
     ``docs/development.md``). Here the doctests of the engine backends are marked
-    ``engines`` and every notebook ``slow`` (each starts a kernel and runs end to
-    end). This file is loaded whenever ``tests/`` is collected, as it is by a plain
-    ``pytest`` from the repository root.
+    ``engines``; the doctests that write and load vision checkpoints and every
+    notebook (each starts a kernel and runs end to end) ``slow``. This file is
+    loaded whenever ``tests/`` is collected, as it is by a plain ``pytest`` from
+    the repository root.
     """
     for item in items:
         if isinstance(item, pytest.DoctestItem):
             module = item.dtest.globs.get("__name__", "") if item.dtest is not None else ""
             if any(module == name or module.startswith(name + ".") for name in ENGINE_MODULES):
                 item.add_marker(pytest.mark.engines)
+            if any(
+                module == name or module.startswith(name + ".") for name in SLOW_DOCTEST_MODULES
+            ):
+                item.add_marker(pytest.mark.slow)
         elif item.path.suffix == ".ipynb":
             item.add_marker(pytest.mark.slow)
 

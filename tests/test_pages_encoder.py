@@ -87,6 +87,7 @@ def test_two_processes_give_bit_identical_vectors(
         assert array.tobytes() == first[f"arr_{i}"].tobytes()
 
 
+@pytest.mark.slow
 def test_fingerprint_differs_per_model_and_pooling(
     tiny_page_encoder_path: Path, page_encoder: PageEncoder, tmp_path: Path
 ) -> None:
@@ -234,34 +235,78 @@ def test_import_latecore_stays_light() -> None:
     assert out.stdout.strip() == "[]"
 
 
-@pytest.fixture(scope="module")
-def vbert_encoder(tmp_path_factory: pytest.TempPathFactory) -> PageEncoder:
-    from latecore.testing.vision import write_tiny_colmodernvbert_checkpoint
+def _tiny(kind: str, folder: Path) -> Path:
+    from latecore.testing import vision
 
-    return PageEncoder(write_tiny_colmodernvbert_checkpoint(tmp_path_factory.mktemp("vbert")))
+    return getattr(vision, f"write_tiny_{kind}_checkpoint")(folder)  # type: ignore[no-any-return]
 
 
-def test_colmodernvbert_pages_encode_with_tile_boxes(
-    vbert_encoder: PageEncoder, pages: list[Page]
+@pytest.mark.slow
+@pytest.mark.parametrize(("kind", "tiles"), [("colmodernvbert", 2), ("colpali", 1)])
+def test_other_families_encode_with_boxes_and_reference_scores(
+    kind: str, tiles: int, pages: list[Page], tmp_path: Path
 ) -> None:
+    """ColModernVBert: its tiles cover the page once and its global image once more;
+    ColPali: one square grid. Scores equal transformers' own score_retrieval."""
     import torch
 
-    assert vbert_encoder.describe()["model_class"] == "ColModernVBertForRetrieval"
+    encoder = PageEncoder(_tiny(kind, tmp_path / kind))
+    assert encoder.model_type == kind
     page = pages[0]
-    (vectors,) = vbert_encoder.encode_pages([page])
-    boxes = vbert_encoder.patch_boxes(page)
+    (vectors,) = encoder.encode_pages([page])
+    boxes = encoder.patch_boxes(page)
     assert boxes.shape == (len(vectors), 4)
     assert all(_inside(tuple(b), *page.image.size) for b in boxes.tolist())
     width, height = page.image.size
     cells = boxes[(boxes[:, 2] - boxes[:, 0]) < width]
     area = ((cells[:, 2] - cells[:, 0]) * (cells[:, 3] - cells[:, 1])).sum()
-    assert area == 2 * width * height  # the tiles cover the page once, the global image once
-    processor, model = vbert_encoder.processor, vbert_encoder.model
+    assert area == tiles * width * height
+    processor, model = encoder.processor, encoder.model
     with torch.inference_mode():
         batch = processor.process_images([page.image])
         docs = [model(**batch).embeddings[0][batch["attention_mask"][0].bool()]]
         queries = list(model(**processor.process_queries([QUERY])).embeddings)
     reference = float(processor.score_retrieval(queries, docs)[0, 0])
-    explanation = explain_page(vbert_encoder, QUERY, page)
+    explanation = explain_page(encoder, QUERY, page)
     assert explanation.score == pytest.approx(reference, abs=1e-4)
     assert all(_inside(m.box, width, height) for m in explanation.matches)
+
+
+def test_missing_weights_are_refused(tiny_page_encoder_path: Path, tmp_path: Path) -> None:
+    """A weight drawn at random would differ from process to process: never loaded."""
+    from safetensors.torch import load_file, save_file
+
+    copy = _copy(tiny_page_encoder_path, tmp_path)
+    weights = load_file(str(copy / "model.safetensors"))
+    dropped = [name for name in weights if name.startswith("embedding_proj_layer")]
+    assert dropped
+    save_file(
+        {k: v for k, v in weights.items() if k not in dropped}, str(copy / "model.safetensors")
+    )
+    with pytest.raises(ModelLoadError, match="at random"):
+        PageEncoder(copy)
+
+
+class _TouchOnUnpickle:
+    """Unpickling this creates a file: proof that a pickle was (or was not) loaded."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return (open, (str(self.marker), "w"))
+
+
+def test_pickle_weights_beside_safetensors_are_never_unpickled(
+    tiny_page_encoder_path: Path, page_encoder: PageEncoder, pages: list[Page], tmp_path: Path
+) -> None:
+    import pickle
+
+    copy = _copy(tiny_page_encoder_path, tmp_path)
+    marker = tmp_path / "unpickled"
+    (copy / "pytorch_model.bin").write_bytes(pickle.dumps(_TouchOnUnpickle(marker)))
+    encoder = PageEncoder(copy)
+    assert not marker.exists()
+    assert encoder.encode_pages(pages[:1])[0].tobytes() == (
+        page_encoder.encode_pages(pages[:1])[0].tobytes()
+    )

@@ -1,11 +1,12 @@
-"""Test support for pages: tiny seeded ColQwen2 and ColModernVBert checkpoints, generated PDFs.
+"""Test support for pages: tiny seeded ColQwen2, ColPali and ColModernVBert checkpoints, PDFs.
 
 :func:`write_tiny_colqwen2_checkpoint` writes a randomly initialised (seeded)
 ColQwen2 (one layer of width 32) with its processor and a word-level
 tokenizer built here, loadable offline by :class:`~latecore.vision.PageEncoder`
 through transformers' own classes. Its image processor is set to small images
 (:data:`TINY_MAX_PIXELS`), so a page gives about a hundred vectors;
-:func:`write_tiny_colmodernvbert_checkpoint` does the same for ColModernVBert.
+:func:`write_tiny_colpali_checkpoint` and :func:`write_tiny_colmodernvbert_checkpoint`
+do the same for ColPali and ColModernVBert.
 :func:`make_test_pdf` writes a PDF with matplotlib (no system dependency).
 torch, transformers and matplotlib are imported inside the functions.
 """
@@ -26,6 +27,7 @@ __all__ = [
     "TINY_MIN_PIXELS",
     "make_test_pdf",
     "write_tiny_colmodernvbert_checkpoint",
+    "write_tiny_colpali_checkpoint",
     "write_tiny_colqwen2_checkpoint",
 ]
 
@@ -230,6 +232,90 @@ def write_tiny_colmodernvbert_checkpoint(path: str | os.PathLike[str], *, seed: 
     )
     with seeded_torch(seed):
         retrieval = ColModernVBertForRetrieval(config)
+    retrieval.save_pretrained(str(path), safe_serialization=True)
+    return path
+
+
+def write_tiny_colpali_checkpoint(path: str | os.PathLike[str], *, seed: int = 0) -> Path:
+    """Write a tiny, seeded, randomly initialised ColPali (PaliGemma) and its processor.
+
+    A one-layer Gemma and a one-layer SigLIP of width 32, 24-dimensional output
+    vectors, safetensors weights; pages are resized to 112 x 112 pixels, a 7 x 7
+    patch grid: 49 patch vectors a page.
+
+    Examples
+    --------
+    >>> import json, tempfile
+    >>> folder = write_tiny_colpali_checkpoint(tempfile.mkdtemp())
+    >>> json.loads((folder / "config.json").read_text())["model_type"]
+    'colpali'
+    """
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+    from transformers import (
+        ColPaliConfig,
+        ColPaliForRetrieval,
+        ColPaliProcessor,
+        PreTrainedTokenizerFast,
+        SiglipImageProcessor,
+    )
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    specials = ["<pad>", "<eos>", "<bos>", "<unk>", "<image>"]
+    words = [*_tiny_words(), *_PROMPT_WORDS, "question", *".,?!':;-()"]
+    vocab = {token: i for i, token in enumerate(dict.fromkeys(specials + words))}
+    model = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    model.normalizer = normalizers.Lowercase()
+    model.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=model,
+        unk_token="<unk>",
+        pad_token="<pad>",
+        bos_token="<bos>",
+        eos_token="<eos>",
+        model_max_length=2048,
+    )
+    image_processor: Any = SiglipImageProcessor(size={"height": 112, "width": 112})
+    image_processor.image_seq_length = 49
+    processor: Any = ColPaliProcessor(image_processor=image_processor, tokenizer=tokenizer)
+    processor.save_pretrained(str(path))
+    size = len(processor.tokenizer)  # the processor adds its location and segment tokens
+    text_config = {
+        "model_type": "gemma",
+        "vocab_size": size,
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+        "head_dim": 16,
+        "pad_token_id": vocab["<pad>"],
+        "bos_token_id": vocab["<bos>"],
+        "eos_token_id": vocab["<eos>"],
+    }
+    vision_config = {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "image_size": 112,
+        "patch_size": 16,
+        "projection_dim": 32,
+    }
+    config = ColPaliConfig(
+        vlm_config={
+            "model_type": "paligemma",
+            "text_config": text_config,
+            "vision_config": vision_config,
+            "image_token_index": processor.image_token_id,
+            "vocab_size": size,
+            "projection_dim": 32,
+            "hidden_size": 32,
+        },
+        embedding_dim=24,
+    )
+    with seeded_torch(seed):
+        retrieval = ColPaliForRetrieval(config)
     retrieval.save_pretrained(str(path), safe_serialization=True)
     return path
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._quiet import quiet_load
 from ..base_encoder import BaseEncoder
 from ..batching import DEFAULT_MAX_BATCH
 from ..cache import cache_key
@@ -81,6 +82,21 @@ class PageEncoder(BaseEncoder):
     show_progress, max_batch, batch_wait_ms
         As for :class:`~latecore.base_encoder.BaseEncoder` (micro-batching applies
         to queries).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from latecore.pages import load_pdf_pages
+    >>> from latecore.testing.vision import make_test_pdf, write_tiny_colqwen2_checkpoint
+    >>> encoder = PageEncoder(write_tiny_colqwen2_checkpoint(tempfile.mkdtemp()))
+    >>> pages = load_pdf_pages(make_test_pdf(Path(tempfile.mkdtemp()) / "a.pdf", ["bees", None]))
+    >>> [v.shape for v in encoder.encode_pages(pages)]  # 96 patches and the prompt's tokens
+    [(98, 24), (98, 24)]
+    >>> encoder.patch_boxes(pages[0])[5].tolist()  # a patch cell, in the page's pixels
+    [102, 0, 153, 48]
+    >>> encoder.encode_queries(["where are the bees"])[0].shape
+    (16, 24)
     """
 
     def __init__(
@@ -118,6 +134,7 @@ class PageEncoder(BaseEncoder):
                 "'auto_map'). Read that code, then pass trust_remote_code=True to run it."
             )
         self.trust_remote_code = trust_remote_code
+        self._safetensors_only = not allow_unsafe_checkpoint
         with open(self.info.path / "config.json", encoding="utf-8") as f:
             self.model_type = str(json.load(f).get("model_type"))
         self.family: Family = family_for(self.model_type, self.info.model_id)
@@ -145,9 +162,25 @@ class PageEncoder(BaseEncoder):
             processor = getattr(transformers, self.family.processor_class).from_pretrained(
                 path, **options
             )
-            model = model_class.from_pretrained(path, dtype=torch_dtype, **options)
+            with quiet_load(self.show_progress):
+                model, loading = model_class.from_pretrained(
+                    path,
+                    dtype=torch_dtype,
+                    output_loading_info=True,
+                    # never unpickle .bin weights beside safetensors ones, unless allowed
+                    use_safetensors=True if self._safetensors_only else None,
+                    **options,
+                )
         except (OSError, ValueError, KeyError) as error:
             raise ModelLoadError(f"could not load {self.info.model_id}: {error}") from error
+        missing = sorted(loading.get("missing_keys") or [])
+        if missing:
+            raise ModelLoadError(
+                f"{self.info.model_id} has no weights for {len(missing)} parameters "
+                f"({', '.join(missing[:3])}, ...); transformers would draw them at random, so "
+                "two processes would give different vectors. Refused: pass a complete "
+                f"{self.family.model_class} checkpoint."
+            )
         if min_pixels is not None or max_pixels is not None:
             image_processor = processor.image_processor
             size = dict(image_processor.size)
