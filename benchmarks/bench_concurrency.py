@@ -13,14 +13,16 @@ client cycling through them from its own offset. Two paths:
   encoded once, and document ``i`` takes the token rows of one passage followed by
   a slice of another (30-90 tokens), written into the cache under the encoder's
   keys so that ``LateIndex.add`` reads them instead of encoding. Exact MaxSim over
-  the ~600k token vectors costs far more than the query encode, so batching can
-  only win the encode's share here.
+  the ~600k token vectors costs far more than the query encode: here batching wins
+  by scoring concurrent searches in one pass (each block of the index read once
+  for all of them, one GEMM with every query's rows).
 
 Each configuration is a closed loop of ``clients`` threads (or asyncio tasks),
 each sending its next query as soon as the last one returned, for ``--window``
 seconds; QPS is completed calls per second and latency is per call. The
 serialised path is ``Encoder(..., max_batch=1)``: every call is its own model
-pass, one after another, as before micro-batching. The configurations run
+pass and (for the index built on it) its own scoring pass, one after another, as
+before micro-batching. The configurations run
 interleaved (A, B, C, ... then again) for ``--rounds`` rounds after a few
 seconds of spin-up; medians over rounds are reported, with the ratios computed
 per round. Run: ``python benchmarks/bench_concurrency.py``.

@@ -149,8 +149,8 @@ class BaseEncoder(ABC):
         Concurrent encode calls (from other threads, ``asearch``, ``arerank``,
         concurrent ``add``) are coalesced into one model pass of at most this
         many texts (:mod:`latecore.batching`); ``1`` turns coalescing off. A
-        lone call runs at once. Not part of the fingerprint: it does not change
-        the vectors beyond the kernels' rounding (``docs/batching.md``).
+        lone call runs at once. Not part of the fingerprint: queries get the same
+        vectors bit for bit, documents up to the kernels' rounding (``docs/batching.md``).
     batch_wait_ms
         How long a pass that already has company waits for more callers before
         it starts (a lone call never waits). ``0`` (default): take what queued

@@ -1,4 +1,5 @@
-"""Micro-batching: concurrent encode calls on one encoder share one model pass.
+"""Micro-batching: concurrent encode calls on one encoder share one model pass, and
+concurrent searches on one index share one scoring pass.
 
 An encoder runs one model call at a time (pylate changes its tokenizer's settings
 on every call, so calls must not overlap). :class:`MicroBatcher` turns that queue
@@ -11,10 +12,17 @@ hands them their vectors. With ``wait_s > 0`` a leader that already has
 company waits up to that long for more callers before it starts; a leader alone
 never waits.
 
-Each text's vectors are those it gets alone, up to the kernels' rounding (see
-:class:`~latecore.base_encoder.BaseEncoder`; measured in ``docs/batching.md``).
+A query's vectors are those it gets alone, bit for bit (the encoder pads each
+query to a width of its own: :mod:`latecore._batches`); a document's are, up to
+the kernels' rounding (``docs/batching.md``).
 If a coalesced pass raises, each request in it is run again on its own, so a bad
 text fails only its caller. :class:`BatchStats` counts what happened.
+
+The same batcher coalesces concurrent searches of one
+:class:`~latecore.index.LateIndex` (items: encoded queries; group: ``k`` and the
+filter): exact MaxSim scores every query of a pass in one GEMM per block of the
+index, which costs far less per query than one pass per query (each query's
+scores are the ones it gets alone, bit for bit: rows of a GEMM do not interact).
 """
 
 from __future__ import annotations
@@ -22,10 +30,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, replace
-
-import numpy as np
+from typing import Any
 
 from .validation import check_positive
 
@@ -34,8 +41,10 @@ __all__ = ["DEFAULT_MAX_BATCH", "BatchStats", "MicroBatcher", "check_batch_wait_
 DEFAULT_MAX_BATCH = 32
 """Texts one coalesced pass takes at most (measured: ``docs/benchmarks.md#concurrent-queries``)."""
 
-RunPass = Callable[[list[str], bool], list[np.ndarray]]
-"""One model call: ``(texts, is_query) -> one array per text``, in order."""
+RunPass = Callable[[list[Any], Any], list[Any]]
+"""One pass: ``(items, group) -> one result per item``, in order. For an encoder the
+items are texts and the group whether they are queries; for an index, encoded
+queries and ``(k, filter)``."""
 
 
 @dataclass(frozen=True)
@@ -93,10 +102,10 @@ def check_batch_wait_ms(value: object) -> float:
 
 @dataclass(eq=False)
 class _Request:
-    texts: list[str]
-    is_query: bool
+    texts: list[Any]
+    group: Hashable
     done: bool = False
-    result: list[np.ndarray] = field(default_factory=list)
+    result: list[Any] = field(default_factory=list)
     error: BaseException | None = None
 
 
@@ -110,6 +119,10 @@ class MicroBatcher:
         turns coalescing off.
     wait_s
         Seconds a leader that already has company waits for more callers.
+    alone_if
+        When it returns true for a caller, the caller runs its own pass at once
+        (a thread holding a lock that passes take, which would otherwise wait for
+        a pass that waits for it).
 
     Examples
     --------
@@ -121,20 +134,28 @@ class MicroBatcher:
     1
     """
 
-    def __init__(self, *, max_batch: int = DEFAULT_MAX_BATCH, wait_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        wait_s: float = 0.0,
+        *,
+        alone_if: Callable[[], bool] | None = None,
+    ) -> None:
         self.max_batch = check_positive(max_batch, "max_batch")
         self.wait_s = wait_s
+        self._alone_if = alone_if
         self._cond = threading.Condition(threading.Lock())
         self._queue: deque[_Request] = deque()
         self._busy = False
         self._leader: int | None = None  # the thread running the current pass
         self.stats = BatchStats()
 
-    def run(self, texts: list[str], is_query: bool, run_pass: RunPass) -> list[np.ndarray]:
-        """``run_pass(texts, is_query)``, possibly in one call with other threads' texts."""
-        if self._leader == threading.get_ident():
-            return run_pass(texts, is_query)  # called from inside a pass: the model is ours
-        request = _Request(texts, is_query)
+    def run(self, texts: list[Any], group: Hashable, run_pass: RunPass) -> list[Any]:
+        """``run_pass(texts, group)``, possibly in one call with other threads' items of
+        the same ``group`` (texts are deduplicated when every item is a string)."""
+        if self._leader == threading.get_ident() or (self._alone_if and self._alone_if()):
+            return run_pass(texts, group)  # inside a pass, or holding what a pass would wait for
+        request = _Request(texts, group)
         with self._cond:
             self._queue.append(request)
             if self._busy and self.wait_s > 0:
@@ -186,15 +207,15 @@ class MicroBatcher:
         return True
 
     def _queued_texts(self) -> int:
-        role = self._queue[0].is_query
-        return sum(len(r.texts) for r in self._queue if r.is_query == role)
+        group = self._queue[0].group
+        return sum(len(r.texts) for r in self._queue if r.group == group)
 
     def _take(self) -> list[_Request]:
         """The oldest request, and after it the queued ones of its role that fit."""
         first = self._queue.popleft()
         batch, size = [first], len(first.texts)
         for request in list(self._queue):
-            if request.is_query != first.is_query:
+            if request.group != first.group:
                 continue
             if size + len(request.texts) > self.max_batch:
                 break
@@ -226,16 +247,25 @@ def _execute(batch: list[_Request], run_pass: RunPass) -> None:
         if len(batch) == 1:
             _run_alone(batch[0], run_pass)
             return
-        unique = list(dict.fromkeys(t for r in batch for t in r.texts))
+        items = [t for r in batch for t in r.texts]
+        texts = all(isinstance(t, str) for t in items)
+        unique = list(dict.fromkeys(items)) if texts else items
         try:
-            arrays = run_pass(unique, batch[0].is_query)
+            results = run_pass(unique, batch[0].group)
         except Exception:
             for request in batch:
                 _run_alone(request, run_pass)
             return
-        encoded = dict(zip(unique, arrays, strict=True))
+        if texts:
+            encoded = dict(zip(unique, results, strict=True))
+            for request in batch:
+                request.result = [encoded[t] for t in request.texts]
+                request.done = True
+            return
+        start = 0
         for request in batch:
-            request.result = [encoded[t] for t in request.texts]
+            request.result = results[start : start + len(request.texts)]
+            start += len(request.texts)
             request.done = True
     except BaseException as error:  # KeyboardInterrupt and the like: nobody is left waiting
         for request in batch:
@@ -246,7 +276,7 @@ def _execute(batch: list[_Request], run_pass: RunPass) -> None:
 
 def _run_alone(request: _Request, run_pass: RunPass) -> None:
     try:
-        request.result = run_pass(request.texts, request.is_query)
+        request.result = run_pass(request.texts, request.group)
     except Exception as error:
         request.error = error
     request.done = True

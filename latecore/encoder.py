@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
 
+from ._batches import QUERY_WIDTH_MULTIPLE, length_batches, padded_to
 from ._quiet import quiet_load
 from .base_encoder import BaseEncoder, clean_text
 from .batching import DEFAULT_MAX_BATCH
@@ -429,6 +430,7 @@ class Encoder(BaseEncoder):
         if self._prompt:
             texts = [self._prompt + text for text in texts]
         expand = is_query and bool(model.do_query_expansion)
+        pad_id = int(model.tokenizer.pad_token_id or 0)
         skiplist = torch.tensor(
             [] if is_query else sorted({int(i) for i in model.skiplist if i is not None}),
             dtype=torch.long,
@@ -456,14 +458,12 @@ class Encoder(BaseEncoder):
                     if expand
                     else tensors["attention_mask"].sum(dim=1)
                 )
-                order = torch.argsort(lengths, descending=True, stable=True)
-                for first in range(0, len(order), self.batch_size):
-                    picked = order[first : first + self.batch_size]
-                    longest = int(lengths[picked].max())
-                    batch = {
-                        k: v[picked, :longest].contiguous().to(model.device)
-                        for k, v in tensors.items()
-                    }
+                # Alone or coalesced, a query gets the same vectors (see latecore._batches).
+                shared = is_query and not expand and self.max_batch > 1
+                multiple = QUERY_WIDTH_MULTIPLE if shared else 1
+                for picked, width in length_batches(lengths, self.batch_size, multiple):
+                    chosen = padded_to({k: v[picked] for k, v in tensors.items()}, width, pad_id)
+                    batch = {k: v.contiguous().to(model.device) for k, v in chosen.items()}
                     mask = batch["attention_mask"].bool()
                     if expand:
                         mask = torch.ones_like(mask)

@@ -17,6 +17,7 @@ from ._atomic import replace_directory
 from ._saved import is_saved_index, opened_index, write_index
 from .backends import Backend, SavedState, make_backend
 from .base_encoder import BaseEncoder
+from .batching import MicroBatcher
 from .engine_store import EngineStore
 from .filters import FilterSpec, compile_filter
 from .index_view import IndexView
@@ -100,6 +101,8 @@ class LateIndex(Searcher[SearchHit]):
         self._store = store
         self._lock = threading.RLock()
         self._backend = backend
+        owned = self._lock._is_owned  # type: ignore[attr-defined]  # in view(): search alone
+        self._batch = MicroBatcher(encoder.max_batch, encoder.batch_wait_ms / 1e3, alone_if=owned)
         try:
             backend.attach(store, saved)
         except BaseException:
@@ -164,8 +167,7 @@ class LateIndex(Searcher[SearchHit]):
         ids: Sequence[str] | None = None,
         metadatas: Sequence[Mapping[str, Any] | None] | None = None,
     ) -> list[str]:
-        """Encode and add documents (a stored id is replaced); returns the ids, uuid4 hex
-        where none were given."""
+        """Encode and add documents (a stored id is replaced); the ids (uuid4 hex if not given)."""
         texts, new, metas = check_documents(texts, ids, metadatas)
         return self._add_encoded(new, texts, metas, lambda: self.encoder.encode_documents(texts))
 
@@ -209,11 +211,14 @@ class LateIndex(Searcher[SearchHit]):
     def search_vectors(
         self, queries: Sequence[np.ndarray], k: int = 10, *, filter: FilterSpec = None
     ) -> list[list[SearchHit]]:
-        """:meth:`search_batch` for queries already encoded by :attr:`encoder`."""
+        """:meth:`search_batch` for queries already encoded by :attr:`encoder`; concurrent
+        calls with the same ``k`` and filter share one scoring pass (docs/batching.md)."""
         check_count(k, "k")
+        return self._batch.run(list(queries), (k, compile_filter(filter)), self._search_pass)
+
+    def _search_pass(self, queries: list[np.ndarray], group: Any) -> list[list[SearchHit]]:
         with self.view() as view:
-            rankings = view.rank(queries, k, view.select(compile_filter(filter)))
-            return [view.hits(r.positions, r.scores.tolist()) for r in rankings]
+            return view.search(queries, *group)
 
     def memory(self) -> MemoryReport:
         """Bytes per stored token of the store, the engine's index and the cache."""
@@ -227,8 +232,7 @@ class LateIndex(Searcher[SearchHit]):
             return len(self) if selection is None else len(selection.positions)
 
     def score(self, query: str, ids: Sequence[str]) -> np.ndarray:
-        """Exact MaxSim (float32) of ``query`` against the stored documents ``ids``, in
-        that order, without re-encoding them; ``KeyError`` for an id not in the index."""
+        """Exact MaxSim (float32) of ``query`` against stored ``ids`` (``KeyError`` if absent)."""
         return self.score_batch([query], [ids])[0]
 
     def score_batch(self, queries: Sequence[str], ids: Sequence[Sequence[str]]) -> list[np.ndarray]:
@@ -254,10 +258,9 @@ class LateIndex(Searcher[SearchHit]):
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the index to directory ``path``, replacing what a previous save left there.
 
-        Written beside ``path`` and swapped in: a crash leaves the previous save or the
-        new one, never a mix. Nothing is pickled (docs/guarantees.md). ``FileExistsError``
-        if ``path`` is a non-empty directory that is not a saved LateIndex; ``TypeError``
-        if a metadata value is not JSON-serialisable (nothing is changed).
+        Written beside ``path`` and swapped in (a crash leaves the old save or the new one);
+        no pickle (docs/guarantees.md). ``FileExistsError`` for a non-empty directory that is
+        not a saved LateIndex, ``TypeError`` for metadata that is not JSON-serialisable.
         """
         with self._lock:
             replace_directory(
@@ -278,11 +281,9 @@ class LateIndex(Searcher[SearchHit]):
         mmap: bool = False,
         **backend_options: Any,
     ) -> LateIndex:
-        """Read an index written by :meth:`save`.
-
-        The saved backend, its settings updated by ``backend_options`` (``url=``,
-        ``api_key=`` for a Qdrant server: a save names neither); another ``backend``
-        indexes anew. ``mmap=True`` maps the vectors read-only (docs/memory.md).
+        """Read an index written by :meth:`save`, with its saved backend and settings (updated
+        by ``backend_options``: ``url=``, ``api_key=`` for a Qdrant server, which a save never
+        names); another ``backend`` indexes anew; ``mmap=True`` maps vectors (docs/memory.md).
 
         Raises
         ------

@@ -90,6 +90,13 @@ class IndexView:
             backend = ExactBackend()
         return [where.keep(r) for r in backend.search(self.store, queries, k, where)]
 
+    def search(
+        self, queries: Sequence[np.ndarray], k: int, filter: Filter | None = None
+    ) -> list[list[SearchHit]]:
+        """The best ``k`` hits of each encoded query among the documents ``filter`` holds for."""
+        rankings = self.rank(queries, k, self.select(filter))
+        return [self.hits(r.positions, r.scores.tolist()) for r in rankings]
+
     def vectors(self, positions: Sequence[int] | np.ndarray) -> list[np.ndarray]:
         """Token vectors at ``positions``: the store's, or one fetch from the engine."""
         if self.store.holds_vectors:

@@ -26,6 +26,12 @@ __all__ = ["PackedDocuments", "maxsim", "maxsim_batch", "top_k"]
 BLOCK_TOKENS = 4096
 """Target number of document tokens scored per GEMM block."""
 
+GEMM_ROWS = 16
+"""The stacked query rows of a GEMM are zero-padded to a multiple of this. CPU GEMMs
+take another kernel, with other rounding, for a few rows (1-11 here) than for many,
+so without padding a query's scores would change in the last bit when it is scored
+together with others (concurrent searches are: :mod:`latecore.batching`)."""
+
 
 class PackedDocuments:
     """Documents' token vectors packed end to end, with their boundaries.
@@ -156,16 +162,19 @@ class PackedDocuments:
         stacked = np.concatenate([query_arrays[i] for i in scored], axis=0)
         q_starts = np.zeros(len(scored), dtype=np.int64)
         np.cumsum([query_arrays[i].shape[0] for i in scored[:-1]], out=q_starts[1:])
+        n_rows = stacked.shape[0]
+        padding = -n_rows % GEMM_ROWS
+        if padding:
+            stacked = np.concatenate([stacked, np.zeros((padding, self.dim), np.float32)])
         blocks = self.blocks(block_tokens)
         widest = max(int(self.offsets[b] - self.offsets[a]) for a, b in blocks)
-        n_rows = stacked.shape[0]
         # GEMM and upcast both run in torch: one thread pool. Mixing torch's OpenMP
         # pool with OpenBLAS's oversubscribed two cores and made each block far slower.
         import torch
 
         query_t = torch.from_numpy(stacked)
         upcast = torch.empty((widest, self.dim), dtype=torch.float32)
-        products = np.empty(n_rows * widest, dtype=np.float32)
+        products = np.empty(stacked.shape[0] * widest, dtype=np.float32)
         for first, last in blocks:
             start, end = int(self.offsets[first]), int(self.offsets[last])
             width = end - start
@@ -174,9 +183,9 @@ class PackedDocuments:
                 block = upcast[:width].copy_(block)
             if self.scales is not None:
                 block.mul_(torch.from_numpy(self.scales[start:end]).unsqueeze(1))
-            out = products[: n_rows * width].reshape(n_rows, width)
+            out = products[: stacked.shape[0] * width].reshape(-1, width)
             torch.mm(query_t, block.T, out=torch.from_numpy(out))
-            maxima = np.maximum.reduceat(out, self.offsets[first:last] - start, axis=1)
+            maxima = np.maximum.reduceat(out[:n_rows], self.offsets[first:last] - start, axis=1)
             scores[scored, first:last] = np.add.reduceat(maxima, q_starts, axis=0)
         return scores
 

@@ -197,7 +197,7 @@ def test_lancedb_searches_narrow_filters_exactly_and_broad_ones_unfiltered(
         index.search(SEARCHED[0], k=10, filter=narrow)
         assert calls == []  # exact MaxSim over the subset, no engine call
         index.search(SEARCHED[0], k=10, filter=broad)
-        assert calls == [(math.ceil(backend._limit(10) / share), None)]  # no prefilter
+        assert calls == [(math.ceil(backend._limit(10) / math.sqrt(share)), None)]  # no prefilter
         assert_filtered_like_exact(index, exact, 0.95, filters=[broad, narrow])
 
 

@@ -310,3 +310,12 @@ def test_pickle_weights_beside_safetensors_are_never_unpickled(
     assert encoder.encode_pages(pages[:1])[0].tobytes() == (
         page_encoder.encode_pages(pages[:1])[0].tobytes()
     )
+
+
+def test_a_query_gets_the_same_vectors_whatever_it_is_batched_with(
+    page_encoder: PageEncoder,
+) -> None:
+    queries = ["paris", "where is the capital of france and its river"]
+    together = page_encoder.encode_queries(queries)
+    for query, vectors in zip(queries, together, strict=True):
+        assert page_encoder.encode_queries([query])[0].tobytes() == vectors.tobytes()

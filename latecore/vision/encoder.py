@@ -266,11 +266,9 @@ class PageEncoder(BaseEncoder):
     def _encode(self, texts: list[str], *, is_query: bool) -> list[np.ndarray]:
         if not is_query:
             raise TypeError(self._documents_message)
-        result: list[np.ndarray] = []
-        for start in range(0, len(texts), self.batch_size):
-            batch = self.processor.process_queries(texts[start : start + self.batch_size])
-            result.extend(self._forward(batch)[0])
-        return result
+        # One query a forward pass: no padding, so a query's vectors are the same bit for bit
+        # whatever it is batched with (micro-batching coalesces concurrent calls).
+        return [self._forward(self.processor.process_queries([text]))[0][0] for text in texts]
 
     def query_tokens(self, text: str) -> list[str]:
         """The token each of ``text``'s query vectors stands for, in order (the query
