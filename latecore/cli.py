@@ -201,6 +201,12 @@ def _run(
 
 
 def _search(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    if args.pages:
+        from .cli_pages import search_pages  # the vision extra, only when asked for
+
+        return search_pages(args, out, err)
+    if not args.paths:
+        raise InputError("nothing to search: give text files or folders as PATH, or --pages FILE")
     chunks = load_documents(args.paths, args.max_chars)
     if not chunks:
         raise InputError(
@@ -349,11 +355,26 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     search = commands.add_parser(
         "search",
-        help="index .txt, .md and .jsonl files and search them",
-        description="Index .txt, .md and .jsonl files (paragraph chunks) and search them.",
+        help="index .txt, .md and .jsonl files (or page images: --pages) and search them",
+        description="Index .txt, .md and .jsonl files (paragraph chunks) and search them; "
+        "with --pages, PDF pages and images, by a vision late-interaction model.",
     )
-    search.add_argument("paths", nargs="+", metavar="PATH", help="files or folders to index")
+    search.add_argument("paths", nargs="*", metavar="PATH", help="files or folders to index")
     search.add_argument("--query", "-q", required=True, help="the query")
+    search.add_argument(
+        "--pages",
+        nargs="+",
+        metavar="FILE",
+        help="search page images instead: PDFs (every page rendered, its text layer kept), "
+        "PNG and JPEG files, folders; a vision model (ColQwen2, ColPali, ColModernVBert: "
+        "--model, default $LATECORE_PAGE_MODEL) encodes each page (needs latecore[vision])",
+    )
+    search.add_argument(
+        "--dpi",
+        type=int,
+        default=96,
+        help="resolution PDF pages are rendered at, with --pages (default 96)",
+    )
     _common(search, k=10)
     search.set_defaults(run=_search)
     demo = commands.add_parser(
@@ -381,6 +402,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_positive(args.k, "-k")
         check_positive(args.candidates, "--candidates")
         check_positive(args.max_chars, "--max-chars")
+        if getattr(args, "dpi", None) is not None:
+            check_positive(args.dpi, "--dpi")
         args.filter = _parse_filter(args.filter)  # before any model is loaded
     except ValueError as error:
         print(f"latecore: error: {error}", file=sys.stderr)

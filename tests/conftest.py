@@ -6,6 +6,7 @@ import os
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
@@ -17,11 +18,15 @@ if "LATECORE_CACHE_DIR" not in os.environ:  # components with a default cache wr
 
 import pytest
 from _engine_support import ReplayCorpus, replay_sample_corpus
+from _pages_support import PageCorpus, load_page_corpus
 from _redis_support import REDIS_SERVER, SKIP_REASON, RedisServer
 
 from latecore import Encoder, MultivectorCache
 from latecore.errors import ZeroShotWarning
 from latecore.testing import FakeEncoder, bundled_minilm_path, write_tiny_bert_checkpoint
+
+if TYPE_CHECKING:
+    from latecore.vision import PageEncoder
 
 ENGINE_MODULES = tuple(
     f"latecore.backends.{name}" for name in ("warp", "qdrant", "lancedb", "plaid")
@@ -135,3 +140,26 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server = RedisServer(tmp_path_factory.mktemp("redis"))
     yield server
     server.stop()
+
+
+# --- pages (issue 24): the generated page corpus, encoded once per session -------------------
+
+
+@pytest.fixture(scope="session")
+def page_corpus(tmp_path_factory: pytest.TempPathFactory) -> PageCorpus:
+    """240 generated pages (PDF text pages, tables, charts, scans; PNG files), loaded."""
+    return load_page_corpus(tmp_path_factory.mktemp("page-corpus"))
+
+
+@pytest.fixture(scope="session")
+def corpus_page_encoder(
+    tiny_page_encoder_path: Path, page_corpus: PageCorpus, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PageEncoder]:
+    """The tiny ColQwen2 with a cache that holds every corpus page after this fixture: indexes
+    built from it (any backend) read the page vectors from the cache, encoding 0 pages."""
+    from latecore.vision import PageEncoder
+
+    with MultivectorCache(tmp_path_factory.mktemp("page-cache")) as cache:
+        encoder = PageEncoder(tiny_page_encoder_path, cache=cache, show_progress=False)
+        encoder.encode_pages(page_corpus.pages)
+        yield encoder
