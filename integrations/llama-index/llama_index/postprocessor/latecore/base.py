@@ -23,7 +23,59 @@ __all__ = ["LateInteractionRerank"]
 dispatcher = instrument.get_dispatcher(__name__)
 
 
-class LateInteractionRerank(BaseNodePostprocessor):
+class MaxSimRerankFrame(BaseNodePostprocessor):
+    """What every latecore node reranker shares: the events, the checks and the
+    rescored nodes; a subclass says how nodes are scored (:meth:`_ranked`) and
+    declares the ``model``, ``top_n`` and ``keep_retrieval_score`` fields."""
+
+    model: str
+    top_n: int
+    keep_retrieval_score: bool
+
+    def _ranked(self, query: str, nodes: list[NodeWithScore]) -> list[tuple[int, float]]:
+        """The best ``top_n`` nodes as ``(position in nodes, score)``, best first."""
+        raise NotImplementedError
+
+    def _postprocess_nodes(
+        self,
+        nodes: list[NodeWithScore],
+        query_bundle: QueryBundle | None = None,
+    ) -> list[NodeWithScore]:
+        dispatcher.event(
+            ReRankStartEvent(
+                query=query_bundle, nodes=nodes, top_n=self.top_n, model_name=self.model
+            )
+        )
+        if query_bundle is None:
+            raise ValueError(
+                f"{self.class_name()} needs the query: pass query_bundle or query_str "
+                "to postprocess_nodes"
+            )
+        if not nodes:
+            return []
+        with self.callback_manager.event(
+            CBEventType.RERANKING,
+            payload={
+                EventPayload.NODES: nodes,
+                EventPayload.MODEL_NAME: self.model,
+                EventPayload.QUERY_STR: query_bundle.query_str,
+                EventPayload.TOP_K: self.top_n,
+            },
+        ) as event:
+            ranked = self._ranked(query_bundle.query_str, nodes)
+            reranked = [self._rescore(nodes[i], score) for i, score in ranked]
+            event.on_end(payload={EventPayload.NODES: reranked})
+        dispatcher.event(ReRankEndEvent(nodes=reranked))
+        return reranked
+
+    def _rescore(self, scored: NodeWithScore, score: float) -> NodeWithScore:
+        node = scored.node
+        if self.keep_retrieval_score:
+            node = with_hidden_metadata(node, {"retrieval_score": scored.score})
+        return NodeWithScore(node=node, score=score)
+
+
+class LateInteractionRerank(MaxSimRerankFrame):
     """Rerank retrieved nodes by ColBERT late interaction (exact MaxSim), with cached documents.
 
     Node multivectors go through latecore's :class:`~latecore.MultivectorCache`:
@@ -140,41 +192,6 @@ class LateInteractionRerank(BaseNodePostprocessor):
         """The latecore reranker doing the work (its ``encoder`` holds the cache)."""
         return self._reranker
 
-    def _postprocess_nodes(
-        self,
-        nodes: list[NodeWithScore],
-        query_bundle: QueryBundle | None = None,
-    ) -> list[NodeWithScore]:
-        dispatcher.event(
-            ReRankStartEvent(
-                query=query_bundle, nodes=nodes, top_n=self.top_n, model_name=self.model
-            )
-        )
-        if query_bundle is None:
-            raise ValueError(
-                "LateInteractionRerank needs the query: pass query_bundle or query_str "
-                "to postprocess_nodes"
-            )
-        if not nodes:
-            return []
-        with self.callback_manager.event(
-            CBEventType.RERANKING,
-            payload={
-                EventPayload.NODES: nodes,
-                EventPayload.MODEL_NAME: self.model,
-                EventPayload.QUERY_STR: query_bundle.query_str,
-                EventPayload.TOP_K: self.top_n,
-            },
-        ) as event:
-            texts = [n.node.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]
-            results = self._reranker.rerank(query_bundle.query_str, texts, top_k=self.top_n)
-            reranked = [self._rescore(nodes[r.index], r.score) for r in results]
-            event.on_end(payload={EventPayload.NODES: reranked})
-        dispatcher.event(ReRankEndEvent(nodes=reranked))
-        return reranked
-
-    def _rescore(self, scored: NodeWithScore, score: float) -> NodeWithScore:
-        node = scored.node
-        if self.keep_retrieval_score:
-            node = with_hidden_metadata(node, {"retrieval_score": scored.score})
-        return NodeWithScore(node=node, score=score)
+    def _ranked(self, query: str, nodes: list[NodeWithScore]) -> list[tuple[int, float]]:
+        texts = [n.node.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]
+        return [(r.index, r.score) for r in self._reranker.rerank(query, texts, top_k=self.top_n)]

@@ -7,10 +7,7 @@ from typing import Any
 
 import llama_index.core.instrumentation as instrument
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
-from llama_index.core.callbacks import CBEventType, EventPayload
-from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
-from llama_index.core.postprocessor.types import BaseNodePostprocessor
-from llama_index.core.schema import NodeWithScore, QueryBundle
+from llama_index.core.schema import NodeWithScore
 
 from latecore.base_encoder import BaseEncoder
 from latecore.maxsim import maxsim_batch, top_k
@@ -18,14 +15,14 @@ from latecore.validation import check_positive
 from latecore.vision import PageEncoder
 
 from ._pages import page_encoder, page_from_node
-from ._shared import with_hidden_metadata
+from .base import MaxSimRerankFrame
 
 __all__ = ["LateInteractionImageRerank"]
 
 dispatcher = instrument.get_dispatcher(__name__)
 
 
-class LateInteractionImageRerank(BaseNodePostprocessor):
+class LateInteractionImageRerank(MaxSimRerankFrame):
     """Rerank image nodes (pages) by ColPali-style late interaction, with cached page vectors.
 
     Each node's page image (its ``image``, its ``image_path``, or the PDF page
@@ -126,45 +123,8 @@ class LateInteractionImageRerank(BaseNodePostprocessor):
         """The page encoder doing the work (it holds the page-vector cache)."""
         return self._encoder
 
-    def _postprocess_nodes(
-        self,
-        nodes: list[NodeWithScore],
-        query_bundle: QueryBundle | None = None,
-    ) -> list[NodeWithScore]:
-        dispatcher.event(
-            ReRankStartEvent(
-                query=query_bundle, nodes=nodes, top_n=self.top_n, model_name=self.model
-            )
-        )
-        if query_bundle is None:
-            raise ValueError(
-                "LateInteractionImageRerank needs the query: pass query_bundle or query_str "
-                "to postprocess_nodes"
-            )
-        if not nodes:
-            return []
-        with self.callback_manager.event(
-            CBEventType.RERANKING,
-            payload={
-                EventPayload.NODES: nodes,
-                EventPayload.MODEL_NAME: self.model,
-                EventPayload.QUERY_STR: query_bundle.query_str,
-                EventPayload.TOP_K: self.top_n,
-            },
-        ) as event:
-            pages = [page_from_node(n.node) for n in nodes]  # a node without an image fails here
-            vectors = self._encoder.encode_pages(pages)
-            query = self._encoder.encode_queries([query_bundle.query_str])[0]
-            scores = maxsim_batch([query], vectors)[0]
-            reranked = [
-                self._rescore(nodes[i], float(scores[i])) for i in top_k(scores, self.top_n)
-            ]
-            event.on_end(payload={EventPayload.NODES: reranked})
-        dispatcher.event(ReRankEndEvent(nodes=reranked))
-        return reranked
-
-    def _rescore(self, scored: NodeWithScore, score: float) -> NodeWithScore:
-        node = scored.node
-        if self.keep_retrieval_score:
-            node = with_hidden_metadata(node, {"retrieval_score": scored.score})
-        return NodeWithScore(node=node, score=score)
+    def _ranked(self, query: str, nodes: list[NodeWithScore]) -> list[tuple[int, float]]:
+        pages = [page_from_node(n.node) for n in nodes]  # a node without an image fails here
+        vectors = self._encoder.encode_pages(pages)
+        scores = maxsim_batch(self._encoder.encode_queries([query]), vectors)[0]
+        return [(i, float(scores[i])) for i in top_k(scores, self.top_n)]
