@@ -12,6 +12,7 @@ Layout::
     _families.py   the supported model types: classes and patch geometry
     encoder.py     PageEncoder
     explain.py     explain_page, PageExplanation, RegionMatch
+    loading.py     load_page_encoder (the rule the adapters follow)
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 from ._families import FAMILIES
 from .encoder import PAGE_POOL_FACTOR, PageEncoder
 from .explain import PageExplanation, RegionMatch, explain_page
+from .loading import load_page_encoder
 
 SUPPORTED_MODEL_TYPES = tuple(sorted(FAMILIES))
 """The checkpoint ``model_type`` values :class:`PageEncoder` loads."""
@@ -30,4 +32,5 @@ __all__ = [
     "PageExplanation",
     "RegionMatch",
     "explain_page",
+    "load_page_encoder",
 ]

@@ -19,11 +19,11 @@ from langchain_core.documents import Document
 from pydantic import Field, field_validator
 from typing_extensions import Self
 
-from latecore import LateIndex, load_encoder, open_cache
+from latecore import LateIndex
 from latecore.base_encoder import BaseEncoder
 from latecore.pages import PDF_DPI, Page, load_pages, page_image
 from latecore.searcher import Searcher
-from latecore.vision import PageEncoder
+from latecore.vision import PageEncoder, load_page_encoder
 
 from ._convert import stored_document
 from .retrievers import LateSearchRetriever
@@ -36,28 +36,6 @@ if TYPE_CHECKING:
 __all__ = ["LateInteractionPageRetriever"]
 
 PathsLike = str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
-
-
-def _page_encoder(
-    model: str | os.PathLike[str] | None,
-    encoder: BaseEncoder | None,
-    device: str | None,
-    cache_dir: str | os.PathLike[str] | None,
-) -> BaseEncoder:
-    """The given page encoder, or a :class:`PageEncoder` for ``model`` with a cache."""
-    if encoder is None:
-        if model is None:
-            raise ValueError(
-                "pass model= (a ColPali, ColQwen2 or ColModernVBert checkpoint) or encoder="
-                "latecore.vision.PageEncoder(...)"
-            )
-        return PageEncoder(model, device=device, cache=open_cache(cache_dir))
-    if not isinstance(encoder, PageEncoder):
-        raise TypeError(
-            f"pages need a latecore.vision.PageEncoder, got {type(encoder).__name__}; "
-            "for text documents use LateInteractionRetriever"
-        )
-    return load_encoder(model, encoder=encoder, device=device, cache_dir=cache_dir)
 
 
 def _path_list(paths: PathsLike) -> list[str | os.PathLike[str]]:
@@ -169,7 +147,8 @@ class LateInteractionPageRetriever(LateSearchRetriever):
             Fields of the retriever, such as ``k`` and ``filter``.
         """
         index = LateIndex(
-            _page_encoder(model, encoder, device, cache_dir), **(searcher_kwargs or {})
+            load_page_encoder(model, encoder=encoder, device=device, cache_dir=cache_dir),
+            **(searcher_kwargs or {}),
         )
         index.add_pages(list(pages))
         return cls(index=index, **kwargs)

@@ -5,8 +5,8 @@ A page (:class:`latecore.pages.Page`) travels through LlamaIndex as an
 its metadata the page's (``source``, ``page``, ``image_path``, ...), its image
 the file at ``image_path`` or, when the page was never saved as a file, the
 rendered page as base64 PNG. :func:`page_from_node` turns such a node (or any
-image node) back into a page, for encoding; :func:`page_encoder` is the rule
-every page component follows for its encoder.
+image node) back into a page, for encoding; every page component gets its
+encoder from :func:`latecore.vision.load_page_encoder`.
 """
 
 from __future__ import annotations
@@ -14,63 +14,20 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import os
 from typing import TYPE_CHECKING, Any
 
 from llama_index.core.schema import BaseNode, ImageNode, MetadataMode
 
-from latecore import load_encoder, open_cache
-from latecore.base_encoder import BaseEncoder
 from latecore.pages import Page, load_image_pages, page_image
-from latecore.vision import PageEncoder
 
 if TYPE_CHECKING:
     from PIL.Image import Image
 
-__all__ = ["LAYOUT_KEYS", "page_encoder", "page_from_node", "png_base64"]
+__all__ = ["LAYOUT_KEYS", "page_from_node", "png_base64"]
 
 LAYOUT_KEYS = ("width", "height", "dpi", "kind", "image_path")
 """Page metadata hidden from a page node's embedding and LLM views (``source`` and
 ``page`` stay visible: they are what a citation needs)."""
-
-
-def page_encoder(
-    model: str | os.PathLike[str] | None,
-    *,
-    encoder: BaseEncoder | None = None,
-    device: str | None = None,
-    cache_dir: str | os.PathLike[str] | None = None,
-    require_cache: bool = False,
-) -> BaseEncoder:
-    """The encoder of a page component: ``encoder`` as given, or a cached ``PageEncoder``.
-
-    A new :class:`latecore.vision.PageEncoder` for ``model`` always gets a cache
-    in ``cache_dir`` (default: latecore's); a given ``encoder`` follows
-    :func:`latecore.load_encoder` (with ``require_cache`` one without a cache
-    gets one in ``cache_dir``).
-
-    Raises
-    ------
-    ValueError
-        If neither ``model`` nor ``encoder`` is given, or both are.
-    TypeError
-        If ``encoder`` is not a ``PageEncoder``.
-    """
-    if encoder is None:
-        if model is None:
-            raise ValueError(
-                "pass model= (a ColPali, ColQwen2 or ColModernVBert checkpoint) or "
-                "encoder=latecore.vision.PageEncoder(...)"
-            )
-        return PageEncoder(model, device=device, cache=open_cache(cache_dir))
-    if not isinstance(encoder, PageEncoder):
-        raise TypeError(
-            f"pages need a latecore.vision.PageEncoder, got {type(encoder).__name__}; "
-            "for text nodes use LateInteractionRetriever or LateInteractionRerank"
-        )
-    return load_encoder(
-        model, encoder=encoder, device=device, cache_dir=cache_dir, require_cache=require_cache
-    )
 
 
 def png_base64(image: Image) -> str:

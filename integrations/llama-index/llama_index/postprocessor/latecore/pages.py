@@ -12,9 +12,9 @@ from llama_index.core.schema import NodeWithScore
 from latecore.base_encoder import BaseEncoder
 from latecore.maxsim import maxsim_batch, top_k
 from latecore.validation import check_positive
-from latecore.vision import PageEncoder
+from latecore.vision import PageEncoder, load_page_encoder
 
-from ._pages import page_encoder, page_from_node
+from ._pages import page_from_node
 from .base import MaxSimRerankFrame
 
 __all__ = ["LateInteractionImageRerank"]
@@ -95,7 +95,7 @@ class LateInteractionImageRerank(MaxSimRerankFrame):
         **kwargs: Any,
     ) -> None:
         top_n = check_positive(top_n, "top_n")  # before any model is loaded
-        chosen = page_encoder(
+        chosen = load_page_encoder(
             None if encoder is not None else model,
             encoder=encoder,
             device=device,

@@ -13,7 +13,6 @@ from llama_index.core.schema import BaseNode, ImageNode, IndexNode, NodeWithScor
 from llama_index.core.vector_stores.types import MetadataFilters
 from llama_index.postprocessor.latecore import (
     LAYOUT_KEYS,
-    page_encoder,
     page_from_node,
     png_base64,
     with_hidden_metadata,
@@ -25,7 +24,7 @@ from latecore.base_encoder import BaseEncoder
 from latecore.pages import PDF_DPI, Page, load_pages, page_image
 from latecore.searcher import Searcher
 from latecore.validation import check_positive
-from latecore.vision import PageEncoder
+from latecore.vision import PageEncoder, load_page_encoder
 
 from ._nodes import LateSearchRetriever
 
@@ -146,7 +145,7 @@ class LateInteractionPageRetriever(LateSearchRetriever[Searcher[Any]]):
             searcher = index
         if searcher is None:
             searcher = LateIndex(
-                page_encoder(model, encoder=encoder, device=device, cache_dir=cache_dir)
+                load_page_encoder(model, encoder=encoder, device=device, cache_dir=cache_dir)
             )
         elif not isinstance(searcher.encoder, PageEncoder):
             raise TypeError(
