@@ -236,13 +236,23 @@ def _sentence_transformers(path: Path, seed: int) -> CheckpointSpec:
     )
 
 
-def _wordlevel_tokenizer(specials: list[str], words: list[str]) -> Any:
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+def _word_level(specials: list[str], words: list[str], unk_token: str = "[UNK]") -> Any:
+    """A lowercasing word-level ``tokenizers.Tokenizer`` over ``specials`` then ``words``
+    (each once, in that order), splitting as BERT does."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 
     vocab = {token: i for i, token in enumerate(dict.fromkeys(specials + words))}
-    tokenizer = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
+    tokenizer = Tokenizer(models.WordLevel(vocab=vocab, unk_token=unk_token))
     tokenizer.normalizer = normalizers.Lowercase()
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    return tokenizer
+
+
+def _wordlevel_tokenizer(specials: list[str], words: list[str]) -> Any:
+    from tokenizers import processors
+
+    tokenizer = _word_level(specials, words)
+    vocab = tokenizer.get_vocab()
     tokenizer.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
         special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .checkpoints import _tiny_words
+from .checkpoints import _tiny_words, _word_level
 from .seeding import seeded_torch
 
 __all__ = [
@@ -51,14 +51,10 @@ _PROMPT_WORDS = ["query", "describe", "the", "image", "user", "page", "table", "
 
 
 def _qwen_tokenizer() -> Any:
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
     words = [*_tiny_words(), *_PROMPT_WORDS, *".,?!':;-()"]
-    vocab = {token: i for i, token in enumerate(dict.fromkeys(_QWEN_SPECIALS + words))}
-    tokenizer = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.Lowercase()
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer = _word_level(_QWEN_SPECIALS, words)
     return PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         unk_token="[UNK]",
@@ -165,7 +161,6 @@ def write_tiny_colmodernvbert_checkpoint(path: str | os.PathLike[str], *, seed: 
     >>> json.loads((folder / "config.json").read_text())["model_type"]
     'colmodernvbert'
     """
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
     from transformers import (
         ColModernVBertConfig,
         ColModernVBertForRetrieval,
@@ -177,10 +172,8 @@ def write_tiny_colmodernvbert_checkpoint(path: str | os.PathLike[str], *, seed: 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     words = [*_tiny_words(), *_PROMPT_WORDS, "assistant", *".,?!':;-()"]
-    vocab = {token: i for i, token in enumerate(dict.fromkeys(_VBERT_SPECIALS + words))}
-    model = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
-    model.normalizer = normalizers.Lowercase()
-    model.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    model = _word_level(_VBERT_SPECIALS, words)
+    vocab = model.get_vocab()
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=model,
         unk_token="[UNK]",
@@ -250,7 +243,6 @@ def write_tiny_colpali_checkpoint(path: str | os.PathLike[str], *, seed: int = 0
     >>> json.loads((folder / "config.json").read_text())["model_type"]
     'colpali'
     """
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
     from transformers import (
         ColPaliConfig,
         ColPaliForRetrieval,
@@ -263,10 +255,8 @@ def write_tiny_colpali_checkpoint(path: str | os.PathLike[str], *, seed: int = 0
     path.mkdir(parents=True, exist_ok=True)
     specials = ["<pad>", "<eos>", "<bos>", "<unk>", "<image>"]
     words = [*_tiny_words(), *_PROMPT_WORDS, "question", *".,?!':;-()"]
-    vocab = {token: i for i, token in enumerate(dict.fromkeys(specials + words))}
-    model = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    model.normalizer = normalizers.Lowercase()
-    model.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    model = _word_level(specials, words, unk_token="<unk>")
+    vocab = model.get_vocab()
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=model,
         unk_token="<unk>",
