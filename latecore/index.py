@@ -211,13 +211,14 @@ class LateIndex(Searcher[SearchHit]):
     def search_vectors(
         self, queries: Sequence[np.ndarray], k: int = 10, *, filter: FilterSpec = None
     ) -> list[list[SearchHit]]:
-        """:meth:`search_batch` for queries already encoded by :attr:`encoder`; concurrent
-        calls with the same ``k`` and filter share one scoring pass (docs/batching.md)."""
+        """:meth:`search_batch` for encoded queries; concurrent unfiltered ones share a pass."""
         check_count(k, "k")
-        return self._batch.run(list(queries), (k, compile_filter(filter)), self._search_pass)
+        if (group := (k, compile_filter(filter)))[1] is not None:  # filtered: run alone
+            return self._search_pass(list(queries), group)
+        return self._batch.run(list(queries), group, self._search_pass)
 
     def _search_pass(self, queries: list[np.ndarray], group: Any) -> list[list[SearchHit]]:
-        with self.view() as view:
+        with self.view() as view:  # group: (k, compiled filter)
             return view.search(queries, *group)
 
     def memory(self) -> MemoryReport:
@@ -281,9 +282,8 @@ class LateIndex(Searcher[SearchHit]):
         mmap: bool = False,
         **backend_options: Any,
     ) -> LateIndex:
-        """Read an index written by :meth:`save`, with its saved backend and settings (updated
-        by ``backend_options``: ``url=``, ``api_key=`` for a Qdrant server, which a save never
-        names); another ``backend`` indexes anew; ``mmap=True`` maps vectors (docs/memory.md).
+        """Read an index written by :meth:`save`, with its backend and settings (updated by
+        ``backend_options``, e.g. a Qdrant ``url=``, ``api_key=``); ``mmap=True``: docs/memory.md.
 
         Raises
         ------
