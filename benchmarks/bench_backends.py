@@ -34,6 +34,16 @@ next to the unfiltered p50 of the same backend, interleaved query by query. It
 also times the two paths a filtered search can take, forced: the engine searching
 the subset and exact MaxSim over the subset (``EXACT_SUBSET`` is the crossover).
 
+Compact configurations (the 1M benchmark): ``--pool-factor 2`` pools every
+generated document once with ``latecore.pooling.pool_vectors`` (what
+``Encoder(pool_factor=2)`` does; cached beside the corpus, its time reported) and
+measures everything, the exact top 10 included, on the pooled vectors;
+``--dtype int8`` stores them as int8; ``--mmap`` saves the built index, closes it,
+hands freed heap back to the OS (``malloc_trim``) and loads it again with
+``LateIndex.load(..., mmap=True)`` in the same process before any query, as a
+service serving a prebuilt index would (resident memory is reported both right
+after the build and after the reload and the queries).
+
 Run: ``python benchmarks/bench_backends.py --documents 100000`` (the 100k run
 takes about an hour on 2 cores: WARP's k-means dominates).
 """
@@ -41,6 +51,9 @@ takes about an hour on 2 cores: WARP's k-means dominates).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
+import gc
 import json
 import os
 import resource
@@ -65,6 +78,7 @@ from latecore.base_encoder import BaseEncoder
 from latecore.filters import compile_filter
 from latecore.index_view import EXACT_SUBSET
 from latecore.maxsim import PackedDocuments
+from latecore.pooling import pool_vectors
 from latecore.store import StoreView
 
 os.environ.setdefault("LATECORE_PROGRESS", "0")
@@ -127,8 +141,9 @@ class CachedEncoder(BaseEncoder):
         return [np.asarray(self.matrix[a:b], dtype=np.float32) for a, b in spans]
 
 
-def corpus_files(n_documents: int, seed: int) -> tuple[Path, Path, Path]:
-    """The cached generated corpus (vectors, lengths, queries), generated on first use."""
+def corpus_files(n_documents: int, seed: int, pool_factor: int = 1) -> tuple[Path, Path, Path]:
+    """The cached generated corpus (vectors, lengths, queries), generated on first use;
+    with ``pool_factor > 1`` its pooled copy (:func:`pooled_corpus`)."""
     directory = default_cache_dir() / f"recombined-{n_documents}-{seed}"
     files = (directory / "vectors.npy", directory / "lengths.npy", directory / "queries.npz")
     if not all(f.exists() for f in files):
@@ -138,12 +153,85 @@ def corpus_files(n_documents: int, seed: int) -> tuple[Path, Path, Path]:
         np.save(files[0], corpus.matrix, allow_pickle=False)
         np.save(files[1], corpus.lengths, allow_pickle=False)
         np.savez(files[2], *corpus.queries)
-    return files
+    if pool_factor == 1:
+        return files
+    return pooled_corpus(files, pool_factor)
 
 
-def load_corpus(n_documents: int, seed: int) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+def pooled_corpus(files: tuple[Path, Path, Path], pool_factor: int) -> tuple[Path, Path, Path]:
+    """The corpus in ``files`` with every document pooled by ``pool_factor``, cached.
+
+    Each document goes through :func:`latecore.pooling.pool_vectors` (the call
+    ``Encoder(pool_factor=...)`` makes; one leading vector protected), in two
+    processes; ``pooling.json`` records the time it took.
+    """
+    vectors, lengths, queries = files
+    directory = vectors.parent.with_name(f"{vectors.parent.name}-pool{pool_factor}")
+    pooled = (directory / "vectors.npy", directory / "lengths.npy", queries)
+    if all(f.exists() for f in pooled[:2]):
+        return pooled
+    directory.mkdir(parents=True, exist_ok=True)
+    n_documents = len(np.load(lengths))
+    start = time.perf_counter()
+    halves = [(0, n_documents // 2), (n_documents // 2, n_documents)]
+    parts = [directory / f"part-{first}" for first, _ in halves]
+    options = ["--pool-factor", str(pool_factor), "--pool-source", str(vectors.parent)]
+    commands = [
+        [sys.executable, __file__, "--pool-part", str(part), "--pool-range", f"{a},{b}", *options]
+        for part, (a, b) in zip(parts, halves, strict=True)
+    ]
+    running = [subprocess.Popen(command) for command in commands]
+    if any(p.wait() for p in running):
+        raise RuntimeError("pooling the benchmark corpus failed")
+    part_lengths = [np.load(part.with_suffix(".lengths.npy")) for part in parts]
+    total = int(sum(int(x.sum()) for x in part_lengths))
+    dim = np.load(vectors, mmap_mode="r").shape[1]
+    out = np.lib.format.open_memmap(pooled[0], mode="w+", dtype=np.float16, shape=(total, dim))
+    row = 0
+    for part in parts:
+        block = np.load(part.with_suffix(".vectors.npy"), mmap_mode="r")
+        out[row : row + len(block)] = block
+        row += len(block)
+    out.flush()
+    del out
+    np.save(pooled[1], np.concatenate(part_lengths), allow_pickle=False)
+    for part in parts:
+        part.with_suffix(".vectors.npy").unlink()
+        part.with_suffix(".lengths.npy").unlink()
+    seconds = time.perf_counter() - start
+    before = int(np.load(lengths).sum())
+    (directory / "pooling.json").write_text(
+        json.dumps({"seconds": seconds, "tokens_before": before, "tokens_after": total})
+    )
+    print(
+        f"pooled {n_documents:,} documents (factor {pool_factor}) in {seconds:.0f} s: "
+        f"{before:,} -> {total:,} token vectors",
+        flush=True,
+    )
+    return pooled
+
+
+def pool_part(args: argparse.Namespace) -> None:
+    """Pool documents ``first..last`` of ``--pool-source`` into ``--pool-part``'s files."""
+    source = Path(args.pool_source)
+    matrix = np.load(source / "vectors.npy", mmap_mode="r")
+    offsets = np.concatenate([[0], np.cumsum(np.load(source / "lengths.npy"))]).astype(np.int64)
+    first, last = (int(x) for x in args.pool_range.split(","))
+    blocks, counts = [], []
+    for i in range(first, last):
+        pooled = pool_vectors(matrix[offsets[i] : offsets[i + 1]], args.pool_factor)[0]
+        blocks.append(pooled.astype(np.float16))
+        counts.append(len(pooled))
+    part = Path(args.pool_part)
+    np.save(part.with_suffix(".vectors.npy"), np.concatenate(blocks), allow_pickle=False)
+    np.save(part.with_suffix(".lengths.npy"), np.array(counts, dtype=np.int64))
+
+
+def load_corpus(
+    n_documents: int, seed: int, pool_factor: int = 1
+) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
     """Memory-mapped vectors, offsets and the queries of the cached corpus."""
-    vectors, lengths, queries = corpus_files(n_documents, seed)
+    vectors, lengths, queries = corpus_files(n_documents, seed, pool_factor)
     matrix = np.load(vectors, mmap_mode="r", allow_pickle=False)
     offsets = np.concatenate([[0], np.cumsum(np.load(lengths))]).astype(np.int64)
     with np.load(queries, allow_pickle=False) as archive:
@@ -232,16 +320,35 @@ def sweep_grid(sweeps: Sequence[str], name: str) -> list[dict[str, int]]:
     return grid
 
 
+def trim_heap() -> None:
+    """Hand the heap's freed pages back to the OS (glibc's ``malloc_trim``; else nothing)."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def config_label(args: argparse.Namespace) -> str:
+    """The storage configuration a worker measures, e.g. ``"pool 2, int8, mmap"``.
+
+    >>> config_label(argparse.Namespace(pool_factor=2, dtype="int8", mmap=True))
+    'pool 2, int8, mmap'
+    >>> config_label(argparse.Namespace(pool_factor=1, dtype="float16", mmap=False))
+    'float16'
+    """
+    parts = [f"pool {args.pool_factor}"] if args.pool_factor > 1 else []
+    return ", ".join([*parts, args.dtype, *(["mmap"] if args.mmap else [])])
+
+
 def worker(args: argparse.Namespace) -> None:
     """Build one backend over the cached corpus, measure it, print one JSON line."""
     name = args.worker
-    matrix, offsets, queries = load_corpus(args.documents, args.seed)
+    matrix, offsets, queries = load_corpus(args.documents, args.seed, args.pool_factor)
     queries = queries[: min(args.queries, QUERY_LIMIT.get(name, args.queries))]
     truth = json.loads(Path(args.truth).read_text())[: len(queries)]
     options = dict(BACKEND_OPTIONS[name])
     options.update(json.loads(args.options))
     encoder = CachedEncoder(matrix, offsets)
-    index = LateIndex(encoder, backend=name.split("-")[0], **options)
+    index = LateIndex(encoder, backend=name.split("-")[0], dtype=args.dtype, **options)
     bucket_of = buckets(args.documents, args.seed) if args.filters else None
     start = time.perf_counter()
     for first in range(0, args.documents, 5000):
@@ -251,9 +358,30 @@ def worker(args: argparse.Namespace) -> None:
     added = time.perf_counter() - start
     index.build()
     built = time.perf_counter() - start
+    vectors_file = str(corpus_files(args.documents, args.seed, args.pool_factor)[0])
+    result: dict[str, Any] = {
+        "backend": name,
+        "config": config_label(args),
+        "add_s": added,
+        "index_s": built,
+        "built_gib": resident_gib(excluding=vectors_file),
+        "build_peak_gib": peak_gib(),
+    }
+    print(f"{name} built {result}", file=sys.stderr, flush=True)
+    if args.mmap:
+        saved = Path(args.truth).parent / f"index-{name}-{args.dtype}"
+        begin = time.perf_counter()
+        index.save(saved)
+        result["save_s"] = time.perf_counter() - begin
+        index.close()
+        del index
+        trim_heap()
+        begin = time.perf_counter()
+        index = LateIndex.load(saved, encoder, mmap=True)
+        result["load_s"] = time.perf_counter() - begin
+        result["loaded_gib"] = resident_gib(excluding=vectors_file)
+    result["memory"] = index.memory().as_dict()
     store, backend = index.store, index.backend
-    result: dict[str, Any] = {"backend": name, "add_s": added, "index_s": built}
-    vectors_file = str(corpus_files(args.documents, args.seed)[0])
     if store.holds_vectors:
 
         def exact(q: np.ndarray) -> Any:
@@ -332,7 +460,7 @@ def filtered_row(
 
 def exact_truth(args: argparse.Namespace, path: Path) -> None:
     """Each query's exact top ``k`` ids on the cached corpus, written to ``path``."""
-    matrix, offsets, queries = load_corpus(args.documents, args.seed)
+    matrix, offsets, queries = load_corpus(args.documents, args.seed, args.pool_factor)
     scores = PackedDocuments.from_parts(matrix, offsets).score(queries[: args.queries])
     truth = [[str(i) for i in np.argsort(-row, kind="stable")[: args.k]] for row in scores]
     path.write_text(json.dumps(truth))
@@ -415,10 +543,19 @@ def main() -> None:
     parser.add_argument("--option", action="append", default=[], help='e.g. warp={"nprobe":8}')
     parser.add_argument("--real", action="store_true", help="also recall on the shipped texts")
     parser.add_argument("--filters", action="store_true", help="also filtered search (see above)")
+    parser.add_argument("--pool-factor", type=int, default=1, help="pool the corpus first")
+    parser.add_argument("--dtype", default="float16", help="the LateIndex storage dtype")
+    parser.add_argument("--mmap", action="store_true", help="save, load mmap, search")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--pool-part", help=argparse.SUPPRESS)
+    parser.add_argument("--pool-range", help=argparse.SUPPRESS)
+    parser.add_argument("--pool-source", help=argparse.SUPPRESS)
     parser.add_argument("--truth", help=argparse.SUPPRESS)
     parser.add_argument("--options", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.pool_part:
+        pool_part(args)
+        return
     if args.worker:
         worker(args)
         return
@@ -437,7 +574,7 @@ def main() -> None:
 def run_backends(args: argparse.Namespace, backends: Sequence[str]) -> list[dict[str, Any]]:
     """One worker process per backend; each one's JSON result (or its failure)."""
     overrides = dict(o.split("=", 1) for o in args.option)
-    files = corpus_files(args.documents, args.seed)
+    files = corpus_files(args.documents, args.seed, args.pool_factor)
     truth = files[0].parent / f"truth-{args.queries}-{args.k}.json"
     if not truth.exists() or not truth.with_suffix(".filters.json").exists():
         exact_truth(args, truth)
@@ -448,7 +585,8 @@ def run_backends(args: argparse.Namespace, backends: Sequence[str]) -> list[dict
             sys.executable, __file__, "--worker", name, "--documents", str(args.documents),
             "--seed", str(args.seed), "--queries", str(args.queries), "--k", str(args.k),
             "--truth", str(truth), "--options", overrides.get(name, "{}"),
-            "--timed-queries", str(args.timed_queries),
+            "--timed-queries", str(args.timed_queries), "--pool-factor", str(args.pool_factor),
+            "--dtype", args.dtype, *(["--mmap"] if args.mmap else []),
             *(f"--sweep={s}" for s in args.sweep), *(["--filters"] if args.filters else []),
         ]  # fmt: skip
         done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=False)
@@ -465,18 +603,34 @@ def print_table(args: argparse.Namespace, rows: Sequence[dict[str, Any]]) -> Non
     """The markdown table of every backend and setting measured."""
     n, rate = args.documents, args.encode_rate
     print(f"\n{n:,} documents; encoding them with the bundled MiniLM on this CPU would take")
-    print(f"~{n / rate / 60:.0f} min ({rate:.0f} documents/s); queries: {args.queries} real ones\n")
+    print(f"~{n / rate / 60:.0f} min ({rate:.0f} documents/s); queries: {args.queries} real ones")
+    pooling = corpus_files(n, args.seed, args.pool_factor)[0].parent / "pooling.json"
+    if args.pool_factor > 1 and pooling.exists():
+        done = json.loads(pooling.read_text())
+        print(
+            f"pooled (factor {args.pool_factor}, 2 processes) in {done['seconds']:.0f} s: "
+            f"{done['tokens_before']:,} -> {done['tokens_after']:,} token vectors"
+        )
+    print()
     print(
-        "| backend | setting | index time (s) | p50 ms | p95 ms | exact p50 ms (same run) "
-        "| p50 vs exact | recall@10 | resident GiB | peak GiB |"
+        "| backend | storage | setting | index time (s) | p50 ms | p95 ms "
+        "| exact p50 ms (same run) | p50 vs exact | recall@10 | resident GiB after build "
+        "| resident GiB | peak GiB "
+        "| bytes/token store, mapped, engine |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
+        m = r["memory"]
+        per_token = ", ".join(
+            "-" if m.get(key) is None else f"{m[key] / max(m['tokens'], 1):.0f}"
+            for key in ("store_bytes", "mapped_bytes", "engine_bytes")
+        )
         for s in r["settings"]:
             print(
-                f"| {r['backend']} | {s['setting']} | {r['index_s']:.0f} | {s['p50']:.1f} "
-                f"| {s['p95']:.1f} | {s['exact_p50']:.1f} | {s['exact_p50'] / s['p50']:.1f}x "
-                f"| {s['recall']:.3f} | {r['resident_gib']:.2f} | {r['peak_gib']:.2f} |"
+                f"| {r['backend']} | {r['config']} | {s['setting']} | {r['index_s']:.0f} "
+                f"| {s['p50']:.1f} | {s['p95']:.1f} | {s['exact_p50']:.1f} "
+                f"| {s['exact_p50'] / s['p50']:.1f}x | {s['recall']:.3f} | {r['built_gib']:.2f} "
+                f"| {r['resident_gib']:.2f} | {r['peak_gib']:.2f} | {per_token} |"
             )
     if any("filters" in r for r in rows):
         print_filter_table(rows)

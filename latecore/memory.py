@@ -101,6 +101,6 @@ def memory_report(store: StoreView, backend: Backend, encoder: BaseEncoder) -> M
         dtype=store.dtype.name,
         store_bytes=held,
         mapped_bytes=int(getattr(store, "mapped_bytes", 0)),
-        engine_bytes=_directory_bytes(getattr(backend, "directory", None)),
+        engine_bytes=_directory_bytes(backend.index_directory),
         cache_bytes=None if cache is None else cache.stats().bytes,
     )

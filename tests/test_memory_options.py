@@ -219,6 +219,33 @@ def test_mmap_needs_vectors_in_the_store(tmp_path: Path) -> None:
     assert report.store_bytes == 0 and report.store_per_token == 64.0  # dim 32, float16
 
 
+@pytest.mark.parametrize(
+    ("backend", "module", "options"),
+    [
+        ("warp", "xtr_warp", {"build_min": 1}),
+        ("qdrant", "qdrant_edge", {}),
+        ("lancedb", "lancedb", {"build_min": 1}),
+    ],
+)
+def test_memory_reports_each_engine_index_apart_from_the_store(
+    backend: str, module: str, options: dict[str, object], tmp_path: Path
+) -> None:
+    pytest.importorskip(module)
+    words = [" ".join(f"w{(i * 7 + j) % 50}" for j in range(12)) for i in range(300)]
+    folder = {"lancedb": "uri", "qdrant": "path"}.get(backend, "index_folder")
+    with LateIndex(
+        FakeEncoder(), backend=backend, dtype="int8", **{folder: tmp_path / "engine"}, **options
+    ) as index:
+        index.add(words)
+        index.build()
+        report = index.memory()
+        on_disk = sum(f.stat().st_size for f in (tmp_path / "engine").rglob("*") if f.is_file())
+    assert report.tokens == 300 * 13  # 12 words and the FakeEncoder's marker
+    assert report.store_bytes == report.tokens * (32 + 4)  # int8 dim 32 and a float32 scale
+    assert report.engine_bytes is not None and 0 < report.engine_bytes <= on_disk
+    assert report.engine_per_token == report.engine_bytes / report.tokens
+
+
 RSS = """
 import sys, warnings
 from latecore import LateIndex

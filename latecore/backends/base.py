@@ -153,6 +153,12 @@ class Backend(ABC):
         """Settings worth saving with an index (JSON values; never secrets)."""
         return {}
 
+    @property
+    def index_directory(self) -> Path | None:
+        """The local directory of the engine's index files (``None``: none, or not local);
+        :meth:`LateIndex.memory` reports its size as the engine's bytes."""
+        return None
+
     @classmethod
     def merge_options(
         cls, saved: Mapping[str, Any], overrides: Mapping[str, Any]

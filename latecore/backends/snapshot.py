@@ -154,6 +154,10 @@ class SnapshotBackend(Backend):
         return self._passage_count - len(self._passages)
 
     @property
+    def index_directory(self) -> Path | None:
+        return self._dir
+
+    @property
     def index_dir(self) -> Path | None:
         """The engine index directory searched now (``None`` before the first build)."""
         return self._dir

@@ -271,6 +271,13 @@ class LanceDBBackend(MirrorBackend):
         return f"LanceDBBackend(table {self.table_name!r} at {self.uri})"
 
     @property
+    def index_directory(self) -> Path | None:
+        if "://" in self.uri:
+            return None
+        table = Path(self.uri) / f"{self.table_name}.lance"
+        return table if table.is_dir() else Path(self.uri)
+
+    @property
     def table(self) -> Any:
         """The ``lancedb`` table (``None`` until the first document is added)."""
         return self._lance.open()

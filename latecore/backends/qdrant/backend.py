@@ -231,6 +231,10 @@ class QdrantBackend(MirrorBackend):
         return self._engine.root if isinstance(self._engine, EdgeTable) else None
 
     @property
+    def index_directory(self) -> Path | None:
+        return self.shard_path
+
+    @property
     def client(self) -> Any:
         """The ``QdrantClient`` of a server engine (``None`` for an embedded shard)."""
         return self._engine.client if isinstance(self._engine, ServerTable) else None
