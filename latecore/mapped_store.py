@@ -15,7 +15,13 @@ map either:
   saved index opens either way.
 
 Exact search streams the map block by block (:class:`~latecore.maxsim.PackedDocuments`),
-int8 included. Memory figures: ``docs/benchmarks.md#token-pooling`` and ``docs/memory.md``.
+int8 included. Candidates' vectors (re-scoring an engine's candidates, a filtered
+subset) are read from the file with ``pread`` instead, into fresh arrays: a read
+through the map makes the kernel map the pages around it too, so scattered
+candidates would soon make most of the file resident in the process (measured at
+1M documents: ``docs/benchmarks.md#a-million-documents``); read this way the
+pages stay in the operating system's page cache. Memory figures:
+``docs/benchmarks.md#token-pooling`` and ``docs/memory.md``.
 
 Examples
 --------
@@ -36,6 +42,8 @@ Examples
 
 from __future__ import annotations
 
+import os
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -54,6 +62,31 @@ COPY_ROWS = 65536
 """Rows copied at a time by :meth:`MappedStore.save` (bounded memory)."""
 
 
+class _RowReader:
+    """Rows of a memory-mapped ``.npy`` matrix read with ``pread`` (not through the map).
+
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "m.npy"
+    >>> np.save(path, np.arange(12, dtype=np.float16).reshape(4, 3))
+    >>> _RowReader(path, np.load(path, mmap_mode="r")).rows(1, 3).tolist()
+    [[3.0, 4.0, 5.0], [6.0, 7.0, 8.0]]
+    """
+
+    def __init__(self, path: Path, matrix: np.memmap) -> None:
+        self._fd = os.open(path, os.O_RDONLY)
+        weakref.finalize(self, os.close, self._fd)
+        self._start, self._dtype = int(matrix.offset), matrix.dtype
+        self._dim = int(matrix.shape[1])
+        self._row_bytes = self._dim * matrix.dtype.itemsize
+
+    def rows(self, first: int, last: int) -> np.ndarray:
+        """Rows ``first..last`` (a new, writable array)."""
+        buffer = bytearray((last - first) * self._row_bytes)
+        if os.preadv(self._fd, [buffer], self._start + first * self._row_bytes) != len(buffer):
+            raise IndexFormatError("vectors.npy is shorter than its header says")
+        return np.frombuffer(buffer, dtype=self._dtype).reshape(last - first, self._dim)
+
+
 class MappedStore(RecordedStore):
     """Documents whose saved vectors are memory-mapped, plus an in-memory tail.
 
@@ -66,6 +99,7 @@ class MappedStore(RecordedStore):
     def __init__(self, dtype: StorageDtype = "float16") -> None:
         super().__init__(dtype)
         self._base = PackedDocuments([], dtype=self._dtype if dtype != "int8" else np.float32)
+        self._reader: _RowReader | None = None
         self._live = np.zeros(0, dtype=np.int64)
         self._live_tokens = 0
         self._tail = MemoryStore(dtype)
@@ -111,16 +145,20 @@ class MappedStore(RecordedStore):
         return counts
 
     def vectors(self, positions: Sequence[int] | np.ndarray) -> list[np.ndarray]:
-        """Mapped views (float16/float32) or float32 copies (int8), tail views."""
-        n = len(self._live)
+        """Copies read from the file (float16/float32; int8 scaled to float32), tail views."""
+        n, offsets, scales = len(self._live), self._base.offsets, self._base.scales
         result = []
         for p in np.asarray(positions, dtype=np.int64).tolist():
             if p < n:
                 document = int(self._live[p])
-                if self._base.scales is None:
-                    result.append(self._base.document(document))
+                first, last = int(offsets[document]), int(offsets[document + 1])
+                if self._reader is None:
+                    rows = self._base.document(document)
                 else:
-                    result.append(self._base.document_float32(document))
+                    rows = self._reader.rows(first, last)
+                if scales is not None:
+                    rows = rows.astype(np.float32) * scales[first:last, None]
+                result.append(rows)
             else:
                 result.extend(self._tail.vectors([p - n]))
         return result
@@ -224,6 +262,7 @@ class MappedStore(RecordedStore):
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         if len(lengths):
             store._base = PackedDocuments.from_parts(matrix, offsets, scales)
+            store._reader = _RowReader(directory / VECTORS_FILE, matrix)
         store._live = np.arange(len(lengths), dtype=np.int64)
         store._live_tokens = int(matrix.shape[0])
         store._records = records

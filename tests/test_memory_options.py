@@ -264,9 +264,12 @@ def rss(name=None):
 before, _ = rss()
 index = LateIndex.load(sys.argv[1], FakeEncoder(dim=128), mmap=True)
 after, mapped = rss()
-hits = index.search("w1 w2", k=5)
-searched, _ = rss()
-print(after - before, mapped, len(hits))
+import numpy as np
+candidates = list(range(0, len(index), 3))  # re-scoring an engine's candidates
+scores = index.store.score([np.ones((2, 128), dtype=np.float32)], candidates)[0]
+_, read = rss()
+hits = index.search("w1 w2", k=5)  # exact: streams the whole map
+print(after - before, mapped, len(hits), read, len(scores))
 """
 
 
@@ -293,7 +296,10 @@ def test_memory_mapped_load_keeps_resident_memory_far_below_the_file(tmp_path: P
         text=True,
         check=True,
     ).stdout.split()
-    grown, mapped, hits = (int(x) for x in out)
-    assert hits == 5
+    grown, mapped, hits, read, candidates = (int(x) for x in out)
+    assert hits == 5 and candidates == 2667
     assert mapped < size / 20  # the mapping is mostly not resident
     assert grown < size / 4  # nor is anything else the load allocated
+    # a third of the documents read as candidates: through the map that would make
+    # a third of the file (and the pages around each read) resident
+    assert read < size / 20
