@@ -171,7 +171,8 @@ def pooled_corpus(files: tuple[Path, Path, Path], pool_factor: int) -> tuple[Pat
     if all(f.exists() for f in pooled[:2]):
         return pooled
     directory.mkdir(parents=True, exist_ok=True)
-    n_documents = len(np.load(lengths))
+    before_lengths = np.load(lengths)
+    n_documents = len(before_lengths)
     start = time.perf_counter()
     halves = [(0, n_documents // 2), (n_documents // 2, n_documents)]
     parts = [directory / f"part-{first}" for first, _ in halves]
@@ -199,7 +200,7 @@ def pooled_corpus(files: tuple[Path, Path, Path], pool_factor: int) -> tuple[Pat
         part.with_suffix(".vectors.npy").unlink()
         part.with_suffix(".lengths.npy").unlink()
     seconds = time.perf_counter() - start
-    before = int(np.load(lengths).sum())
+    before = int(before_lengths.sum())
     (directory / "pooling.json").write_text(
         json.dumps({"seconds": seconds, "tokens_before": before, "tokens_after": total})
     )

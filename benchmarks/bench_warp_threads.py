@@ -62,7 +62,7 @@ def main() -> None:
     )
     index.build()
     backend = index.backend
-    assert isinstance(backend, WarpBackend) and backend.index_dir is not None
+    assert isinstance(backend, WarpBackend) and backend.index_directory is not None
     warp_class = type(backend._warp)
     settings = backend.options
     query_tensors = [torch.from_numpy(np.asarray(q, dtype=np.float32)[None]) for q in queries]
@@ -77,7 +77,7 @@ def main() -> None:
         )
 
     # A searcher loaded in this thread, searched here: no hand-over.
-    local = warp_class(str(backend.index_dir), device="cpu")
+    local = warp_class(str(backend.index_directory), device="cpu")
     local.load(device="cpu", mmap=True)
     engine = backend._engine
 
@@ -113,7 +113,7 @@ def main() -> None:
 
     def serve_one() -> None:
         start = time.perf_counter()
-        warp = warp_class(str(backend.index_dir), device="cpu")
+        warp = warp_class(str(backend.index_directory), device="cpu")
         warp.load(device="cpu", mmap=True)
         warp_search(warp, query_tensors[0])
         load_ms.append(1000 * (time.perf_counter() - start))

@@ -146,19 +146,16 @@ class MappedStore(RecordedStore):
 
     def vectors(self, positions: Sequence[int] | np.ndarray) -> list[np.ndarray]:
         """Copies read from the file (float16/float32; int8 scaled to float32), tail views."""
-        n, offsets, scales = len(self._live), self._base.offsets, self._base.scales
+        n, offsets, int8 = len(self._live), self._base.offsets, self._base.scales is not None
         result = []
         for p in np.asarray(positions, dtype=np.int64).tolist():
             if p < n:
                 document = int(self._live[p])
-                first, last = int(offsets[document]), int(offsets[document + 1])
                 if self._reader is None:
                     rows = self._base.document(document)
                 else:
-                    rows = self._reader.rows(first, last)
-                if scales is not None:
-                    rows = rows.astype(np.float32) * scales[first:last, None]
-                result.append(rows)
+                    rows = self._reader.rows(int(offsets[document]), int(offsets[document + 1]))
+                result.append(self._base.document_float32(document, rows) if int8 else rows)
             else:
                 result.extend(self._tail.vectors([p - n]))
         return result

@@ -119,9 +119,10 @@ class PackedDocuments:
         """The token vectors of document ``i`` (a view)."""
         return self.matrix[self.offsets[i] : self.offsets[i + 1]]
 
-    def document_float32(self, i: int) -> np.ndarray:
-        """The token vectors of document ``i`` as float32 (int8: codes times scales)."""
-        rows = self.document(i)
+    def document_float32(self, i: int, rows: np.ndarray | None = None) -> np.ndarray:
+        """The token vectors of document ``i`` as float32 (int8: codes times scales);
+        ``rows``: its stored rows read by the caller (default: read from :attr:`matrix`)."""
+        rows = self.document(i) if rows is None else rows
         if self.scales is None:
             return np.asarray(rows, dtype=np.float32)
         scales = self.scales[self.offsets[i] : self.offsets[i + 1]]

@@ -120,8 +120,9 @@ def test_warp_candidates_rescored_give_exact_top10_and_scores(
 ) -> None:
     backend = warp_of(built)
     assert (backend.indexed, backend.pending) == (250, 0)
-    assert backend.index_dir is not None and (backend.index_dir / "metadata.json").is_file()
-    assert not (backend.index_dir / "metadata.duckdb").exists()
+    directory = backend.index_directory
+    assert directory is not None and (directory / "metadata.json").is_file()
+    assert not (directory / "metadata.duckdb").exists()
     # Every query is re-scored over WARP's candidates only, not over the corpus.
     store = built.store
     sizes: list[int] = []
@@ -150,7 +151,7 @@ def test_warp_below_build_min_is_exact_and_builds_lazily(corpus: Corpus, tmp_pat
         metadatas = [{"n": n} for n in range(250)]
         index.add(corpus.texts[:150], ids=corpus.ids[:150], metadatas=metadatas[:150])
         assert_same_results(index, corpus.exact(150), corpus.queries)
-        assert warp_of(index).index_dir is None and not list(work.iterdir())
+        assert warp_of(index).index_directory is None and not list(work.iterdir())
         index.add(corpus.texts[150:], ids=corpus.ids[150:], metadatas=metadatas[150:])
         assert warp_of(index).pending == 250
         assert_same_results(index, corpus.exact(), corpus.queries)  # this search builds
@@ -163,7 +164,7 @@ def test_warp_builds_nothing_over_a_handful_of_tokens() -> None:
     with LateIndex(FakeEncoder(), backend="warp", build_min=0) as index:  # type: ignore[arg-type]
         index.add(["paris is in france", "berlin is in germany"], ids=["p", "b"])
         index.build()
-        assert warp_of(index).index_dir is None and warp_of(index).pending == 2
+        assert warp_of(index).index_directory is None and warp_of(index).pending == 2
         assert [h.id for h in index.search("where is berlin", k=2)] == ["b", "p"]
 
 
@@ -210,7 +211,7 @@ def test_warp_save_load_never_changes_the_saved_directory(
         backend = warp_of(loaded)
         assert (backend.indexed, backend.pending) == (250, 0)
         # Searched through hard links to the checked saved files until it changes.
-        linked = backend.index_dir
+        linked = backend.index_directory
         assert linked is not None and linked.parent == work
         assert {p.name for p in linked.iterdir()} == {p.name for p in (saved / "warp").iterdir()}
         assert all(p.samefile(saved / "warp" / p.name) for p in linked.iterdir())
@@ -219,7 +220,7 @@ def test_warp_save_load_never_changes_the_saved_directory(
         loaded.delete(corpus.ids[200:])
         for each in (loaded, exact):
             change(each, corpus, slice(200, 230))
-        assert backend.index_dir is not None and backend.index_dir.parent == work
+        assert backend.index_directory is not None and backend.index_directory.parent == work
         assert not linked.exists()  # a copy was changed; the links are gone
         assert (backend.indexed, backend.pending) == (220, 0)
         assert_same_results(loaded, exact, corpus.queries)

@@ -155,10 +155,6 @@ class SnapshotBackend(Backend):
 
     @property
     def index_directory(self) -> Path | None:
-        return self._dir
-
-    @property
-    def index_dir(self) -> Path | None:
         """The engine index directory searched now (``None`` before the first build)."""
         return self._dir
 

@@ -160,7 +160,7 @@ def test_warp_loads_racing_saves_open_the_same_saves_engine_files(tmp_path: Path
 
     def warp_files(index: LateIndex) -> Path | None:
         assert isinstance(index.backend, WarpBackend) and index.backend.pending == 0
-        return index.backend.index_dir
+        return index.backend.index_directory
 
     race(tmp_path, ENGINE_RACES, ENGINE_RACES, warp_files, backend="warp", build_min=50)
 
@@ -174,7 +174,7 @@ def test_plaid_loads_racing_saves_open_the_same_saves_snapshot(tmp_path: Path) -
 
     def plaid_files(index: LateIndex) -> Path | None:
         assert isinstance(index.backend, PlaidBackend) and index.backend.pending == 0
-        return index.backend.index_dir
+        return index.backend.index_directory
 
     options = {"num_partitions": 16, "kmeans_niters": 2, "rebuild_min": 10, "device": "cpu"}
     race(tmp_path, PLAID_RACES, PLAID_RACES, plaid_files, backend="plaid", **options)
